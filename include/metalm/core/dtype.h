@@ -1,0 +1,44 @@
+// Element types of a Tensor and the bf16 <-> f32 conversions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace metalm {
+
+enum class DType : uint8_t { f32, f64, bf16, i32, i64, u8 };
+
+size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);          // "f32", "f64", "bf16", "i32", "i64", "u8"
+bool dtype_is_float(DType dtype);             // f32, f64, bf16
+
+// bf16 stored as the upper 16 bits of an IEEE f32; conversion rounds to nearest even, keeps NaN.
+struct bf16 {
+  uint16_t bits = 0;
+};
+inline float bf16_to_f32(bf16 v) {
+  uint32_t u = static_cast<uint32_t>(v.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline bf16 f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<uint16_t>((u >> 16) | 0x40)};  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return bf16{static_cast<uint16_t>(u >> 16)};
+}
+
+// Compile-time dtype of a C++ element type.
+template <typename T>
+constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::f32; }
+template <> constexpr DType dtype_of<double>() { return DType::f64; }
+template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
+
+}  // namespace metalm

@@ -1,0 +1,211 @@
+// matmul and linear. Fast path: oneDNN's dnnl_sgemm (row-major, runs on the shared OpenMP pool).
+// Reference path (f64 always, f32 under set_use_reference): plain triple loop accumulating in
+// f64. Operands whose last two dims are a transposed contiguous layout are passed to sgemm with
+// the transpose flag flipped, so permuted views cost no copy.
+#include "metalm/ops/matmul.h"
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include <atomic>
+
+#include "metalm/autograd/autograd.h"
+#include "metalm/ops/elementwise.h"
+#include "metalm/ops/reduce.h"
+
+namespace metalm::ops {
+namespace {
+std::atomic<bool> g_use_reference{false};
+}
+
+void set_use_reference(bool on) { g_use_reference = on; }
+bool use_reference() { return g_use_reference; }
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // C = beta C
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+    return;
+  }
+  dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b,
+                                ldb, beta, c, ldc);
+  MLM_CHECK(st == dnnl_success, Error, "[sgemm] oneDNN failed with status ", static_cast<int>(st),
+            " for M=", m, " N=", n, " K=", k);
+}
+
+namespace {
+
+// One matrix operand: element (r, c) of the stored matrix i of the batch is
+// ptr[i * batch_stride + r * ld + c] (trans = false) -- or the stored matrix is the transpose.
+struct Operand {
+  Tensor t;  // keeps the data alive (may be a contiguous copy)
+  int64_t rows = 0, cols = 0;  // of the stored matrix, before the op's transpose flag
+  int64_t ld = 0, batch_stride = 0;
+  bool flipped = false;  // stored layout is column-major: pass !trans to sgemm
+};
+
+// Describes the last two dims of t (batch dims must collapse to one stride).
+Operand make_operand(const Tensor& t_in, int64_t batch) {
+  Operand o;
+  Tensor t = t_in;
+  const int64_t nd = t.dim();
+  o.rows = t.shape()[nd - 2];
+  o.cols = t.shape()[nd - 1];
+  auto batch_ok = [&](const Tensor& x) {
+    // batch dims collapse to one stride (or batch == 1)
+    int64_t expect = -1;
+    for (int64_t d = nd - 3; d >= 0; --d) {
+      if (x.shape()[d] == 1) continue;
+      if (expect >= 0 && x.strides()[d] != expect) return false;
+      expect = x.strides()[d] * x.shape()[d];
+    }
+    return true;
+  };
+  const Shape& st = t.strides();
+  bool row_major = st[nd - 1] == 1 && (st[nd - 2] >= std::max<int64_t>(o.cols, 1) || o.rows == 1);
+  bool col_major = !row_major && st[nd - 2] == 1 && (st[nd - 1] >= std::max<int64_t>(o.rows, 1) || o.cols == 1);
+  if (!(row_major || col_major) || !batch_ok(t)) {
+    t = t.contiguous();
+    row_major = true;
+    col_major = false;
+  }
+  o.t = t;
+  o.flipped = col_major;
+  o.ld = row_major ? std::max<int64_t>(t.strides()[nd - 2], std::max<int64_t>(o.cols, 1))
+                   : std::max<int64_t>(t.strides()[nd - 1], std::max<int64_t>(o.rows, 1));
+  o.batch_stride = 0;
+  if (batch > 1)
+    for (int64_t d = nd - 3; d >= 0; --d)
+      if (t.shape()[d] != 1) o.batch_stride = t.strides()[d];  // innermost non-1 batch dim
+  return o;
+}
+
+template <typename T>
+void gemm_reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                    const T* b, int64_t ldb, T* c, int64_t ldc) {
+#pragma omp parallel for schedule(static) if (m * n * k > (1 << 18))
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        double x = ta ? a[p * lda + i] : a[i * lda + p];
+        double y = tb ? b[j * ldb + p] : b[p * ldb + j];
+        acc += x * y;
+      }
+      c[i * ldc + j] = static_cast<T>(acc);
+    }
+}
+
+// out[batch] = op(a) op(b) for every batch entry (no autograd).
+Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  MLM_CHECK(a.dtype() == b.dtype() && (a.dtype() == DType::f32 || a.dtype() == DType::f64),
+            DTypeError, "[matmul] expected two f32 or two f64 tensors, got ", a.str(), " and ",
+            b.str());
+  MLM_CHECK(a.dim() >= 2 && b.dim() >= 2, ShapeError, "[matmul] operands need 2+ dims, got ",
+            a.str(), " and ", b.str());
+  const int64_t m = a.size(ta ? -1 : -2), k = a.size(ta ? -2 : -1);
+  const int64_t kb = b.size(tb ? -1 : -2), n = b.size(tb ? -2 : -1);
+  MLM_CHECK(k == kb, ShapeError, "[matmul] inner dims differ: ", a.str(), (ta ? "^T" : ""), " x ",
+            b.str(), (tb ? "^T" : ""));
+  Shape batch_shape(a.shape().begin(), a.shape().end() - 2);
+  if (b.dim() > 2) {
+    Shape bb(b.shape().begin(), b.shape().end() - 2);
+    MLM_CHECK(bb == batch_shape, ShapeError, "[matmul] batch dims differ: ", a.str(), " x ",
+              b.str());
+  }
+  const int64_t batch = shape_numel(batch_shape);
+  Shape out_shape = batch_shape;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = Tensor::empty(out_shape, a.dtype());
+  if (out.numel() == 0) return out;
+
+  // b shared across the batch and a not transposed: one big GEMM over all rows of a.
+  Tensor a2 = a;
+  int64_t mm = m, nbatch = batch;
+  if (b.dim() == 2 && !ta && batch > 1) {
+    a2 = a.detach().reshape({batch * m, k});
+    mm = batch * m;
+    nbatch = 1;
+  }
+  Operand A = make_operand(a2.detach(), nbatch), B = make_operand(b.detach(), nbatch);
+  const bool ta_eff = ta != A.flipped, tb_eff = tb != B.flipped;
+  if (a.dtype() == DType::f32 && !use_reference()) {
+    const float* ap = A.t.data<float>();
+    const float* bp = B.t.data<float>();
+    float* cp = out.data<float>();
+    for (int64_t i = 0; i < nbatch; ++i)
+      sgemm(ta_eff, tb_eff, mm, n, k, 1.f, ap + i * A.batch_stride, A.ld,
+            bp + (b.dim() == 2 ? 0 : i * B.batch_stride), B.ld, 0.f, cp + i * mm * n, n);
+  } else {
+    auto run = [&](auto tag) {
+      using T = decltype(tag);
+      const T* ap = A.t.data<T>();
+      const T* bp = B.t.data<T>();
+      T* cp = out.data<T>();
+      for (int64_t i = 0; i < nbatch; ++i)
+        gemm_reference<T>(ta_eff, tb_eff, mm, n, k, ap + i * A.batch_stride, A.ld,
+                          bp + (b.dim() == 2 ? 0 : i * B.batch_stride), B.ld, cp + i * mm * n, n);
+    };
+    if (a.dtype() == DType::f32)
+      run(float{});
+    else
+      run(double{});
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  Tensor out = matmul_forward(a, b, ta, tb);
+  Tensor ad = a.detach(), bd = b.detach();
+  return autograd::record(
+      "matmul", out, {a, b}, [ad, bd, ta, tb](const Tensor& g, const std::vector<bool>& needs) {
+        const bool shared_b = bd.dim() == 2 && ad.dim() > 2;  // b broadcast over a's batch
+        Tensor ga, gb;
+        if (needs[0]) {
+          if (!ta) {
+            ga = matmul_forward(g, bd, false, !tb);  // dA = dC op(B)^T
+          } else {  // A stored [K, M]: dA = op(B) dC^T
+            Tensor bb = bd;
+            if (shared_b) {
+              Shape s(g.shape().begin(), g.shape().end() - 2);
+              s.push_back(bd.size(0));
+              s.push_back(bd.size(1));
+              bb = bd.expand(s);
+            }
+            ga = matmul_forward(bb, g, tb, true);
+          }
+        }
+        if (needs[1]) {
+          if (shared_b) {  // sum over the batch: flatten op(A) and dC into rows
+            Tensor op_a = ta ? ad.transpose(-1, -2) : ad;
+            Tensor a2 = op_a.reshape({-1, op_a.size(-1)});
+            Tensor g2 = g.reshape({-1, g.size(-1)});
+            gb = tb ? matmul_forward(g2, a2, true, false) : matmul_forward(a2, g2, true, false);
+          } else {
+            gb = tb ? matmul_forward(g, ad, true, ta) : matmul_forward(ad, g, !ta, false);
+          }
+        }
+        return std::vector<Tensor>{ga, gb};
+      });
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  MLM_CHECK(w.dim() == 2, ShapeError, "[linear] weight must be [out, in], got ", w.str());
+  MLM_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), ShapeError, "[linear] input ", x.str(),
+            " does not match weight ", w.str());
+  MLM_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), ShapeError,
+            "[linear] bias ", b.str(), " does not match weight ", w.str());
+  Shape lead(x.shape().begin(), x.shape().end() - 1);
+  Tensor x2 = x.reshape({-1, x.size(-1)});
+  Tensor y = matmul(x2, w, false, true);
+  if (b.defined()) y = add(y, b);
+  Shape out_shape = lead;
+  out_shape.push_back(w.size(0));
+  return y.reshape(out_shape);
+}
+
+}  // namespace metalm::ops

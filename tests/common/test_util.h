@@ -1,0 +1,37 @@
+// Test helpers: random inputs, closeness with a report, finite-difference gradient checks, and
+// access to the PyTorch reference files written by tests/reference/generate.py.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "metalm/core/random.h"
+#include "metalm/core/tensor.h"
+
+namespace metalm::test {
+
+// Normal(0, 1) tensor from a fixed seed.
+Tensor randn(const Shape& shape, uint64_t seed, DType dtype = DType::f32);
+// Uniform [lo, hi) tensor from a fixed seed.
+Tensor randu(const Shape& shape, uint64_t seed, double lo, double hi, DType dtype = DType::f32);
+
+// Largest |a-b| / (atol + rtol*|b|) over all elements (<= 1 means close); shapes must match.
+double closeness(const Tensor& a, const Tensor& b, double rtol, double atol);
+
+// gtest assertion: a and b have the same shape and are elementwise close; on failure prints the
+// worst element, the max abs and relative errors.
+::testing::AssertionResult all_close(const Tensor& a, const Tensor& b, double rtol = 1e-5,
+                                     double atol = 1e-6);
+
+// Central finite differences in f64: checks d(sum(f(inputs) * w))/d(input) for every input that
+// requires grad against backward(), where w is a fixed random weighting.
+::testing::AssertionResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                     const std::vector<Tensor>& inputs, double eps = 1e-6,
+                                     double rtol = 1e-5, double atol = 1e-7);
+
+// Directory with the PyTorch reference files (env METALM_REF_DIR); empty if not set.
+std::string reference_dir();
+
+}  // namespace metalm::test

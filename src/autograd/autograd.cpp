@@ -9,7 +9,7 @@ namespace metalm::autograd {
 namespace {
 
 thread_local bool g_grad_enabled = true;
-bool g_check_numerics = false;
+thread_local bool g_check_numerics = false;
 
 // out = a + b for float tensors of equal shape (fresh contiguous result).
 Tensor add_fresh(const Tensor& a, const Tensor& b) {
@@ -39,8 +39,11 @@ void check_grad(const Node& node, size_t i, const Tensor& g) {
 }
 
 bool has_non_finite(const Tensor& t) {
-  if (t.dtype() != DType::f32 && t.dtype() != DType::f64 && t.dtype() != DType::bf16) return false;
-  for (double v : t.to_vector<double>())
+  if (!dtype_is_float(t.dtype())) return false;
+  g_check_numerics = false;  // the conversion below runs ops that would check themselves
+  std::vector<double> values = t.to_vector<double>();
+  g_check_numerics = true;
+  for (double v : values)
     if (!std::isfinite(v)) return true;
   return false;
 }

@@ -77,7 +77,10 @@ Operand make_operand(const Tensor& t_in, int64_t batch) {
   o.batch_stride = 0;
   if (batch > 1)
     for (int64_t d = nd - 3; d >= 0; --d)
-      if (t.shape()[d] != 1) o.batch_stride = t.strides()[d];  // innermost non-1 batch dim
+      if (t.shape()[d] != 1) {
+        o.batch_stride = t.strides()[d];  // innermost non-1 batch dim
+        break;
+      }
   return o;
 }
 

@@ -45,7 +45,9 @@ double closeness(const Tensor& a, const Tensor& b, double rtol, double atol) {
   for (size_t i = 0; i < x.size(); ++i) {
     double d = std::fabs(x[i] - y[i]);
     bool same_special = (std::isnan(x[i]) && std::isnan(y[i])) || (std::isinf(x[i]) && x[i] == y[i]);
-    double r = same_special ? 0 : (std::isfinite(d) ? d / (atol + rtol * std::fabs(y[i])) : INFINITY);
+    double r = same_special || d == 0
+                   ? 0
+                   : (std::isfinite(d) ? d / (atol + rtol * std::fabs(y[i])) : INFINITY);
     if (!same_special) {
       max_abs = std::max(max_abs, d);
       if (y[i] != 0) max_rel = std::max(max_rel, d / std::fabs(y[i]));

@@ -1,0 +1,193 @@
+// SGD, AdamW and clipping. Plain loops over contiguous f32/f64 storage; parameters and their
+// gradients are always contiguous (leaves are created contiguous; gradients are fresh tensors).
+#include "metalm/train/optim.h"
+
+#include <cmath>
+
+#include "metalm/autograd/autograd.h"
+
+namespace metalm::train {
+namespace {
+
+void check_param(const Tensor& p, const char* op) {
+  MLM_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), ValueError, "[", op,
+            "] parameters must be leaf tensors that require grad, got ", p.str());
+  MLM_CHECK(p.is_contiguous(), ValueError, "[", op, "] parameters must be contiguous");
+}
+
+template <typename T, typename F>
+void for_param(const Tensor& p, F f) {
+  Tensor g = p.grad().contiguous();
+  T* pp = p.data<T>();
+  const T* gp = g.data<T>();
+  f(pp, gp, p.numel());
+}
+
+// Calls f(T* param, const T* grad, n) for f32 or f64 parameters.
+template <typename F>
+void dispatch(const Tensor& p, F f) {
+  if (p.dtype() == DType::f32)
+    for_param<float>(p, f);
+  else
+    for_param<double>(p, f);
+}
+
+}  // namespace
+
+std::vector<ParamGroup> make_param_groups(const NamedTensors& params, double weight_decay,
+                                          const std::vector<std::string>& no_decay_substrings) {
+  ParamGroup decay, no_decay;
+  decay.weight_decay = weight_decay;
+  for (const auto& [name, t] : params) {
+    bool skip = t.dim() <= 1;
+    for (const auto& s : no_decay_substrings)
+      if (name.find(s) != std::string::npos) skip = true;
+    (skip ? no_decay : decay).params.push_back(t);
+  }
+  std::vector<ParamGroup> groups;
+  if (!decay.params.empty()) groups.push_back(decay);
+  if (!no_decay.params.empty()) groups.push_back(no_decay);
+  return groups;
+}
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
+  for (const auto& g : groups_)
+    for (const auto& p : g.params) check_param(p, "optimizer");
+}
+
+void Optimizer::zero_grad() {
+  for (auto& g : groups_)
+    for (auto& p : g.params) p.zero_grad();
+}
+
+SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options)
+    : Optimizer(std::move(groups)), opt_(options) {
+  MLM_CHECK(options.lr >= 0 && options.momentum >= 0, ValueError, "[sgd] lr and momentum must be >= 0");
+  lr_ = options.lr;
+  momentum_.resize(groups_.size());
+  for (size_t gi = 0; gi < groups_.size(); ++gi) momentum_[gi].resize(groups_[gi].params.size());
+}
+
+void SGD::step() {
+  NoGradGuard ng;
+  ++step_count_;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& group = groups_[gi];
+    const double lr = lr_ * group.lr_scale, wd = group.weight_decay, mom = opt_.momentum;
+    for (size_t pi = 0; pi < group.params.size(); ++pi) {
+      const Tensor& p = group.params[pi];
+      if (!p.grad().defined()) continue;
+      Tensor& buf = momentum_[gi][pi];
+      const bool first = !buf.defined();
+      if (mom > 0 && first) buf = Tensor::zeros(p.shape(), p.dtype());
+      dispatch(p, [&](auto* w, const auto* g, int64_t n) {
+        using T = std::remove_pointer_t<decltype(w)>;
+        T* b = mom > 0 ? buf.data<T>() : nullptr;
+        for (int64_t i = 0; i < n; ++i) {
+          T d = g[i] + static_cast<T>(wd) * w[i];
+          if (b) {
+            b[i] = first ? d : static_cast<T>(mom) * b[i] + d;
+            d = b[i];
+          }
+          w[i] -= static_cast<T>(lr) * d;
+        }
+      });
+    }
+  }
+}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
+    : Optimizer(std::move(groups)), opt_(options) {
+  MLM_CHECK(options.lr >= 0, ValueError, "[adamw] lr must be >= 0, got ", options.lr);
+  MLM_CHECK(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1,
+            ValueError, "[adamw] betas must be in [0, 1), got ", options.beta1, ", ",
+            options.beta2);
+  MLM_CHECK(options.eps >= 0, ValueError, "[adamw] eps must be >= 0");
+  lr_ = options.lr;
+  m_.resize(groups_.size());
+  v_.resize(groups_.size());
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    for (const Tensor& p : groups_[gi].params) {
+      m_[gi].push_back(Tensor::zeros(p.shape(), p.dtype()));
+      v_[gi].push_back(Tensor::zeros(p.shape(), p.dtype()));
+    }
+  }
+}
+
+void AdamW::step() {
+  NoGradGuard ng;
+  ++step_count_;
+  const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_count_));
+  const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(step_count_));
+  const double sqrt_bc2 = std::sqrt(bc2);
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& group = groups_[gi];
+    const double lr = lr_ * group.lr_scale;
+    const double decay = 1.0 - lr * group.weight_decay;
+    const double step_size = lr / bc1;
+    for (size_t pi = 0; pi < group.params.size(); ++pi) {
+      const Tensor& p = group.params[pi];
+      if (!p.grad().defined()) continue;
+      dispatch(p, [&](auto* w, const auto* g, int64_t n) {
+        using T = std::remove_pointer_t<decltype(w)>;
+        T* m = m_[gi][pi].data<T>();
+        T* v = v_[gi][pi].data<T>();
+        const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2);
+        const T eps = static_cast<T>(opt_.eps), dec = static_cast<T>(decay);
+        const T ss = static_cast<T>(step_size), sb2 = static_cast<T>(sqrt_bc2);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+        for (int64_t i = 0; i < n; ++i) {
+          w[i] *= dec;
+          m[i] = b1 * m[i] + (T(1) - b1) * g[i];
+          v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+          w[i] -= ss * m[i] / (std::sqrt(v[i]) / sb2 + eps);
+        }
+      });
+    }
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> AdamW::state() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t gi = 0; gi < m_.size(); ++gi)
+    for (size_t pi = 0; pi < m_[gi].size(); ++pi) {
+      std::string suffix = std::to_string(gi) + "." + std::to_string(pi);
+      out.emplace_back("exp_avg." + suffix, m_[gi][pi]);
+      out.emplace_back("exp_avg_sq." + suffix, v_[gi][pi]);
+    }
+  return out;
+}
+
+double grad_norm(const std::vector<Tensor>& params) {
+  double total = 0;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    for (double x : g.to_vector<double>()) total += x * x;
+  }
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  MLM_CHECK(max_norm > 0, ValueError, "[clip_grad_norm] max_norm must be > 0, got ", max_norm);
+  const double norm = grad_norm(params);
+  const double factor = max_norm / (norm + 1e-6);
+  if (factor >= 1.0) return norm;
+  NoGradGuard ng;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    g = g.contiguous();
+    if (g.dtype() == DType::f32) {
+      float* q = g.data<float>();
+      for (int64_t i = 0; i < g.numel(); ++i) q[i] = static_cast<float>(q[i] * factor);
+    } else {
+      double* q = g.data<double>();
+      for (int64_t i = 0; i < g.numel(); ++i) q[i] *= factor;
+    }
+    p.impl().grad = g.impl_ptr();
+  }
+  return norm;
+}
+
+}  // namespace metalm::train

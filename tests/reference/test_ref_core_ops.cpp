@@ -1,0 +1,83 @@
+// Core ops against PyTorch (tests/reference/ref_core_ops.py): values and input gradients, f32.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <map>
+
+#include "common/test_util.h"
+#include "metalm/io/safetensors.h"
+#include "metalm/ops/ops.h"
+
+using namespace metalm;
+using metalm::test::all_close;
+
+namespace {
+
+class CoreOpsRef : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string dir = metalm::test::reference_dir();
+    if (!dir.empty()) data_ = io::load_safetensors(dir + "/core_ops.safetensors").tensors;
+  }
+  void SetUp() override {
+    if (data_.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
+  }
+  const Tensor& get(const std::string& key) {
+    auto it = data_.find(key);
+    if (it == data_.end()) throw std::runtime_error("missing reference tensor " + key);
+    return it->second;
+  }
+  // Runs fn on the case's inputs (as leaves), backpropagates gout, compares out and grads.
+  void check(const std::string& name, const std::vector<std::string>& input_names,
+             const std::function<Tensor(const std::vector<Tensor>&)>& fn, double rtol = 1e-5,
+             double atol = 1e-6) {
+    std::vector<Tensor> inputs;
+    for (const auto& n : input_names) inputs.push_back(get(name + ".in." + n).clone().set_requires_grad());
+    Tensor out = fn(inputs);
+    EXPECT_TRUE(all_close(out, get(name + ".out"), rtol, atol)) << name << " output";
+    out.backward(get(name + ".gout"));
+    for (size_t i = 0; i < inputs.size(); ++i)
+      EXPECT_TRUE(all_close(inputs[i].grad(), get(name + ".grad." + input_names[i]), rtol, atol))
+          << name << " grad of " << input_names[i];
+  }
+  static inline io::TensorMap data_;
+};
+
+}  // namespace
+
+TEST_F(CoreOpsRef, Activations) {
+  std::map<std::string, Tensor (*)(const Tensor&)> acts = {
+      {"exp", ops::exp},   {"tanh", ops::tanh},         {"sigmoid", ops::sigmoid},
+      {"relu", ops::relu}, {"gelu", ops::gelu},         {"gelu_tanh", ops::gelu_tanh},
+      {"silu", ops::silu}, {"quick_gelu", ops::quick_gelu}, {"log", ops::log},
+      {"sqrt", ops::sqrt}, {"rsqrt", ops::rsqrt}};
+  for (const auto& [name, f] : acts) {
+    auto fn = f;
+    // exp reaches e^6: relative tolerance carries it; small values near zero need the atol.
+    check("act_" + name, {"x"}, [fn](auto& in) { return fn(in[0]); }, 2e-6, 1e-6);
+  }
+}
+
+TEST_F(CoreOpsRef, BroadcastArithmeticAndReductions) {
+  check("bin_add", {"a", "b"}, [](auto& in) { return ops::add(in[0], in[1]); });
+  check("bin_sub", {"a", "b"}, [](auto& in) { return ops::sub(in[0], in[1]); });
+  check("bin_mul", {"a", "b"}, [](auto& in) { return ops::mul(in[0], in[1]); });
+  check("bin_div", {"a", "c"}, [](auto& in) { return ops::div(in[0], in[1]); });
+  check("red_sum02", {"a"}, [](auto& in) { return ops::sum(in[0], {0, 2}); });
+  check("red_mean1", {"a"}, [](auto& in) { return ops::mean(in[0], {1}, true); });
+  check("red_max2", {"a"}, [](auto& in) { return ops::max(in[0], 2); });
+}
+
+TEST_F(CoreOpsRef, MatmulAndLinear) {
+  std::map<std::string, std::pair<bool, bool>> mm = {
+      {"mm_nn", {false, false}}, {"mm_tn", {true, false}},        {"mm_nt", {false, true}},
+      {"mm_tt", {true, true}},   {"mm_batched", {false, false}}, {"mm_shared_b", {false, true}},
+      {"mm_decode", {false, true}}};
+  for (const auto& [name, t] : mm) {
+    auto [ta, tb] = t;
+    check(name, {"a", "b"}, [ta, tb](auto& in) { return ops::matmul(in[0], in[1], ta, tb); }, 1e-5,
+          1e-5);
+  }
+  check("linear", {"x", "w", "b"}, [](auto& in) { return ops::linear(in[0], in[1], in[2]); }, 1e-5,
+        1e-5);
+}

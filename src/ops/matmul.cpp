@@ -6,6 +6,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "metalm/autograd/autograd.h"
@@ -196,19 +197,60 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
       });
 }
 
+// Fused for f32 on the fast path: the bias is written into the output rows first and sgemm
+// accumulates onto it (beta = 1), so the bias costs no extra pass; backward is dX = dY W,
+// dW = dYᵀ X (two sgemm calls) and db = column sums of dY.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   MLM_CHECK(w.dim() == 2, ShapeError, "[linear] weight must be [out, in], got ", w.str());
   MLM_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), ShapeError, "[linear] input ", x.str(),
             " does not match weight ", w.str());
   MLM_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), ShapeError,
             "[linear] bias ", b.str(), " does not match weight ", w.str());
-  Shape lead(x.shape().begin(), x.shape().end() - 1);
-  Tensor x2 = x.reshape({-1, x.size(-1)});
-  Tensor y = matmul(x2, w, false, true);
-  if (b.defined()) y = add(y, b);
-  Shape out_shape = lead;
+  MLM_CHECK(x.dtype() == w.dtype() && (!b.defined() || b.dtype() == w.dtype()), DTypeError,
+            "[linear] dtypes differ: ", x.str(), ", ", w.str(), ", ", b.str());
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(w.size(0));
-  return y.reshape(out_shape);
+  if (x.dtype() != DType::f32 || use_reference()) {  // composite: the reference path
+    Tensor y = matmul(x.reshape({-1, x.size(-1)}), w, false, true);
+    if (b.defined()) y = add(y, b);
+    return y.reshape(out_shape);
+  }
+  const int64_t in = w.size(1), out = w.size(0);
+  Tensor x2 = x.detach().reshape({-1, in}).contiguous();
+  Tensor wc = w.detach().contiguous();
+  const int64_t rows = x2.size(0);
+  Tensor y = Tensor::empty({rows, out}, DType::f32);
+  float* yp = y.data<float>();
+  float beta = 0.f;
+  if (b.defined()) {
+    Tensor bc = b.detach().contiguous();
+    const float* bp = bc.data<float>();
+#pragma omp parallel for schedule(static) if (rows * out > (1 << 16))
+    for (int64_t r = 0; r < rows; ++r) std::copy(bp, bp + out, yp + r * out);
+    beta = 1.f;
+  }
+  sgemm(false, true, rows, out, in, 1.f, x2.data<float>(), in, wc.data<float>(), in, beta, yp, out);
+  y = y.reshape(out_shape);
+  return autograd::record(
+      "linear", y, {x, w, b},
+      [x2, wc, rows, in, out, x_shape = x.shape()](const Tensor& g_in, const std::vector<bool>& needs) {
+        Tensor g = g_in.reshape({rows, out}).contiguous();
+        const float* gp = g.data<float>();
+        Tensor gx, gw, gb;
+        if (needs[0]) {
+          gx = Tensor::empty({rows, in}, DType::f32);
+          sgemm(false, false, rows, in, out, 1.f, gp, out, wc.data<float>(), in, 0.f,
+                gx.data<float>(), in);
+          gx = gx.reshape(x_shape);
+        }
+        if (needs[1]) {
+          gw = Tensor::empty({out, in}, DType::f32);
+          sgemm(true, false, out, in, rows, 1.f, gp, out, x2.data<float>(), in, 0.f,
+                gw.data<float>(), in);
+        }
+        if (needs[2]) gb = sum(g, {0});
+        return std::vector<Tensor>{gx, gw, gb};
+      });
 }
 
 }  // namespace metalm::ops

@@ -224,3 +224,21 @@ TEST(Matmul, LinearGradientsAndDecodeShape) {
   EXPECT_TRUE(all_close(fast, ref, 1e-5, 1e-4));
   EXPECT_THROW(ops::linear(randn({2, 6}, 1), randn({4, 5}, 2)), ShapeError);
 }
+
+TEST(Matmul, FusedLinearMatchesCompositeReference) {
+  // f32 fast path (bias fused into sgemm, hand-written backward) vs matmul + add composite.
+  auto run = [](bool reference, bool with_bias) {
+    ops::set_use_reference(reference);
+    Tensor x = randn({3, 7, 24}, 400).set_requires_grad(), w = randn({40, 24}, 401).set_requires_grad();
+    Tensor b = with_bias ? randn({40}, 402).set_requires_grad() : Tensor();
+    Tensor y = ops::linear(x, w, b);
+    y.backward(randn(y.shape(), 403));
+    ops::set_use_reference(false);
+    return std::vector<Tensor>{y, x.grad(), w.grad(), with_bias ? b.grad() : Tensor()};
+  };
+  for (bool with_bias : {true, false}) {
+    auto fast = run(false, with_bias), ref = run(true, with_bias);
+    for (size_t i = 0; i < (with_bias ? 4u : 3u); ++i)
+      EXPECT_TRUE(all_close(fast[i], ref[i], 1e-5, 1e-5)) << "tensor " << i;
+  }
+}

@@ -8,7 +8,8 @@ namespace metalm::ops {
 // (the Conv2d(kernel=stride=P) of ViT followed by flatten(2).transpose(1, 2)).
 Tensor patchify(const Tensor& images, const Tensor& weight, const Tensor& bias, int64_t patch);
 
-// x: [B, T, C], mask: u8 [B, T] (1 = keep) or undefined -> [B, C] mean over kept positions.
+// x: [B, T, C], mask: u8 [B, T] (1 = keep) or undefined -> [B, C] mean over kept positions;
+// a row with no kept position gives zeros.
 Tensor mean_pool(const Tensor& x, const Tensor& mask = Tensor());
 
 }  // namespace metalm::ops

@@ -242,16 +242,18 @@ Tensor relu(const Tensor& x) {
                   [](auto v, auto) { return v > 0 ? decltype(v)(1) : decltype(v)(0); });
 }
 
+// Written without the cancellation in 1 + erf(x) and 1 + tanh(u) for x << 0 (PyTorch's f32
+// formulas lose all digits there): Phi(x) = erfc(-x/sqrt2)/2 and (1 + tanh u)/2 = sigmoid(2u).
 Tensor gelu(const Tensor& x) {
   return unary_op(
       x, "gelu",
       [](auto v) {
         using T = decltype(v);
-        return T(0.5) * v * (T(1) + vm::erf(v * T(kSqrt1_2)));
+        return T(0.5) * v * vm::erfc(-v * T(kSqrt1_2));
       },
       [](auto v, auto) {
         using T = decltype(v);
-        T cdf = T(0.5) * (T(1) + vm::erf(v * T(kSqrt1_2)));
+        T cdf = T(0.5) * vm::erfc(-v * T(kSqrt1_2));
         T pdf = T(kInvSqrt2Pi) * vm::exp(T(-0.5) * v * v);
         return cdf + v * pdf;
       });
@@ -263,14 +265,14 @@ Tensor gelu_tanh(const Tensor& x) {
       [](auto v) {
         using T = decltype(v);
         T inner = T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v);
-        return T(0.5) * v * (T(1) + vm::tanh(inner));
+        return v * vm::sigmoid(T(2) * inner);
       },
       [](auto v, auto) {
         using T = decltype(v);
         T inner = T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v);
-        T t = vm::tanh(inner);
+        T s = vm::sigmoid(T(2) * inner);  // (1 + tanh(inner)) / 2
         T dinner = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * v * v);
-        return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * dinner;
+        return s + v * T(2) * s * (T(1) - s) * dinner;
       });
 }
 

@@ -14,6 +14,8 @@ float logf(float) noexcept;
 float tanhf(float) noexcept;
 #pragma omp declare simd notinbranch
 float erff(float) noexcept;
+#pragma omp declare simd notinbranch
+float erfcf(float) noexcept;
 }
 
 namespace metalm::vm {
@@ -26,6 +28,8 @@ inline float tanh(float x) { return ::tanhf(x); }
 inline double tanh(double x) { return std::tanh(x); }
 inline float erf(float x) { return ::erff(x); }
 inline double erf(double x) { return std::erf(x); }
+inline float erfc(float x) { return ::erfcf(x); }
+inline double erfc(double x) { return std::erfc(x); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 

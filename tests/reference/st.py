@@ -16,10 +16,12 @@ def save(path, tensors, metadata=None):
     offset = 0
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
+        shape = list(t.shape)
+        t = t.reshape(-1)  # view() to bytes needs at least one dim (0-dim tensors)
         data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
         if t.dtype == torch.bfloat16:
             data = t.view(torch.int16).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": shape,
                         "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)

@@ -53,8 +53,10 @@ TEST_F(CoreOpsRef, Activations) {
       {"sqrt", ops::sqrt}, {"rsqrt", ops::rsqrt}};
   for (const auto& [name, f] : acts) {
     auto fn = f;
-    // exp reaches e^6: relative tolerance carries it; small values near zero need the atol.
-    check("act_" + name, {"x"}, [fn](auto& in) { return fn(in[0]); }, 2e-6, 1e-6);
+    // exp reaches e^6: relative tolerance carries it. atol: for x << 0 PyTorch's f32 gelu and
+    // gelu_tanh cancel in 1 + erf / 1 + tanh and are off by ~2e-6 absolute (ours do not cancel;
+    // the unit tests check them against f64 with atol 1e-6).
+    check("act_" + name, {"x"}, [fn](auto& in) { return fn(in[0]); }, 2e-6, 5e-6);
   }
 }
 

@@ -1,0 +1,79 @@
+// Module: a tree of named parameters, buffers and submodules. Names join with '.', exactly as
+// PyTorch state-dict keys (D3: "layers.0.self_attn.q_proj.weight"), so TorchScale checkpoints
+// load without renaming. Layers are built from plain ops; a Module only owns and names tensors.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "metalm/core/tensor.h"
+
+namespace metalm::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+using StateDict = std::map<std::string, Tensor>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Every parameter (recursively), in registration order, with dotted names.
+  NamedTensors named_parameters() const;
+  std::vector<Tensor> parameters() const;
+  NamedTensors named_buffers() const;
+  // Parameters that currently require grad (not frozen).
+  std::vector<Tensor> trainable_parameters() const;
+  int64_t parameter_count(bool trainable_only = false) const;
+
+  // Parameters and buffers by name (no copies: the tensors share storage with the module).
+  StateDict state_dict() const;
+  // Copies values into the existing tensors (dtype converted if needed). With strict, any
+  // missing, unexpected or mis-shaped key fails with a ValueError that lists all of them.
+  void load_state_dict(const StateDict& state, bool strict = true);
+
+  // Freezes (requires_grad = false) the parameters whose dotted name matches the glob pattern
+  // ('*' matches any run of characters, '?' one character); returns how many matched.
+  int64_t freeze(const std::string& pattern, bool frozen = true);
+
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Visits this module and its descendants depth first with their dotted prefixes.
+  void for_each_module(const std::function<void(const std::string&, Module&)>& fn,
+                       const std::string& prefix = "");
+
+ protected:
+  // Registers a leaf that requires grad (f32/f64) under `name`; returns it.
+  Tensor register_parameter(const std::string& name, Tensor value);
+  // Registers a tensor saved in the state dict but not trained (e.g. a fixed table).
+  Tensor register_buffer(const std::string& name, Tensor value);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    add_child(name, module);
+    return module;
+  }
+  // Hook for subclasses: called when training mode changes.
+  virtual void on_train(bool) {}
+
+ private:
+  void add_child(const std::string& name, std::shared_ptr<Module> module);
+  void check_name(const std::string& name) const;
+  void collect(const std::string& prefix, NamedTensors* params, NamedTensors* buffers) const;
+
+  NamedTensors params_;
+  NamedTensors buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+// '*' and '?' glob match over a whole string.
+bool glob_match(const std::string& pattern, const std::string& text);
+
+}  // namespace metalm::nn

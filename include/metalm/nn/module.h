@@ -49,16 +49,19 @@ class Module {
   void for_each_module(const std::function<void(const std::string&, Module&)>& fn,
                        const std::string& prefix = "");
 
- protected:
-  // Registers a leaf that requires grad (f32/f64) under `name`; returns it.
-  Tensor register_parameter(const std::string& name, Tensor value);
-  // Registers a tensor saved in the state dict but not trained (e.g. a fixed table).
-  Tensor register_buffer(const std::string& name, Tensor value);
+  // Registers a child module under `name` (public so helpers like nn::Experts can build
+  // optional or multiway children into their parent); returns it.
   template <typename M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
     return module;
   }
+
+ protected:
+  // Registers a leaf that requires grad (f32/f64) under `name`; returns it.
+  Tensor register_parameter(const std::string& name, Tensor value);
+  // Registers a tensor saved in the state dict but not trained (e.g. a fixed table).
+  Tensor register_buffer(const std::string& name, Tensor value);
   // Hook for subclasses: called when training mode changes.
   virtual void on_train(bool) {}
 

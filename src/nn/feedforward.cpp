@@ -1,0 +1,28 @@
+#include "metalm/nn/feedforward.h"
+
+#include "metalm/ops/elementwise.h"
+#include "metalm/ops/random_ops.h"
+
+namespace metalm::nn {
+
+FeedForwardNetwork::FeedForwardNetwork(const FeedForwardOptions& o, Generator& init_gen)
+    : options(o), dropout_gen_(Generator::hash(init_gen.seed(), init_gen.reserve(1))) {
+  MLM_CHECK(o.embed_dim > 0 && o.ffn_dim > 0, ValueError,
+            "[FeedForwardNetwork] embed_dim and ffn_dim must be positive");
+  fc1 = register_module("fc1", std::make_shared<Linear>(o.embed_dim, o.ffn_dim, true, init_gen));
+  fc2 = register_module("fc2", std::make_shared<Linear>(o.ffn_dim, o.embed_dim, true, init_gen));
+  if (o.subln)
+    ffn_layernorm = register_module("ffn_layernorm", std::make_shared<LayerNorm>(o.ffn_dim, o.layernorm_eps));
+  ops::activation(Tensor::zeros({1}), o.activation);  // validates the name now, not mid-training
+}
+
+Tensor FeedForwardNetwork::forward(const Tensor& x) {
+  const bool train = is_training();
+  Tensor h = ops::activation(fc1->forward(x), options.activation);
+  h = ops::dropout(h, options.activation_dropout, dropout_gen_, train);
+  if (ffn_layernorm) h = ffn_layernorm->forward(h);
+  h = fc2->forward(h);
+  return ops::dropout(h, options.dropout, dropout_gen_, train);
+}
+
+}  // namespace metalm::nn

@@ -3,6 +3,8 @@
 // loader allocate more than the file holds.
 #include "metalm/io/safetensors.h"
 
+#include "metalm/io/file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,9 +41,6 @@ template <typename... Args>
 template <typename... Args>
 [[noreturn]] void io_error(const std::string& what, const Args&... args) {
   throw IoError(detail::cat("[safetensors] ", what, ": ", args...));
-}
-std::string errno_text(int err) {
-  return std::generic_category().message(err);
 }
 
 // A string from the file, JSON-quoted (control characters escaped) and cut to a readable length,
@@ -269,88 +268,6 @@ Header parse_header(const char* text, size_t size, uint64_t data_size, const std
   return h;
 }
 
-// ---------------------------------------------------------------- POSIX file helpers
-
-// Plain POSIX calls rather than iostreams: errno is reliable for messages and fsync is available.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-void read_exact(int fd, void* dst, uint64_t n, const std::string& path) {
-  char* p = static_cast<char*>(dst);
-  while (n > 0) {
-    ssize_t r = ::read(fd, p, static_cast<size_t>(std::min<uint64_t>(n, 1u << 30)));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) io_error(path, "read failed: ", errno_text(errno));
-    if (r == 0) io_error(path, "unexpected end of file (did the file change while reading?)");
-    p += r;
-    n -= static_cast<uint64_t>(r);
-  }
-}
-
-void write_all(int fd, const void* src, uint64_t n, const std::string& path,
-               const std::string& file) {
-  const char* p = static_cast<const char*>(src);
-  while (n > 0) {
-    ssize_t r = ::write(fd, p, static_cast<size_t>(std::min<uint64_t>(n, 1u << 30)));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) io_error(path, "write to ", file, " failed: ", errno_text(errno));
-    p += r;
-    n -= static_cast<uint64_t>(r);
-  }
-}
-
-// A temporary file next to the target; removed on destruction unless committed.
-class TempFile {
- public:
-  explicit TempFile(const std::string& target)
-      : path_(detail::cat(target, ".tmp.", ::getpid())),
-        fd_(::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
-    if (fd_.get() < 0) io_error(target, "cannot create ", path_, ": ", errno_text(errno));
-  }
-  ~TempFile() {
-    if (!committed_) {
-      ::close(fd_.release());
-      ::unlink(path_.c_str());
-    }
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-  int fd() const { return fd_.get(); }
-
-  // Flushes to disk and renames over target; the target is either the old or the new file.
-  void commit(const std::string& target) {
-    if (::fsync(fd_.get()) != 0)
-      io_error(target, "fsync of ", path_, " failed: ", errno_text(errno));
-    if (::close(fd_.release()) != 0)
-      io_error(target, "close of ", path_, " failed: ", errno_text(errno));
-    if (::rename(path_.c_str(), target.c_str()) != 0)
-      io_error(target, "cannot rename ", path_, " over it: ", errno_text(errno));
-    committed_ = true;
-    // Make the rename itself durable; a failure here loses nothing already written.
-    std::string dir = std::filesystem::path(target).parent_path().string();
-    Fd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dfd.get() >= 0) ::fsync(dfd.get());
-  }
-
- private:
-  std::string path_;
-  Fd fd_;
-  bool committed_ = false;
-};
-
 }  // namespace
 
 SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& what) {
@@ -369,19 +286,19 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) io_error(path, "cannot open: ", errno_text(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) io_error(path, "cannot stat: ", errno_text(errno));
   if (S_ISDIR(st.st_mode)) io_error(path, "cannot read: ", errno_text(EISDIR));
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   uint8_t prefix[8] = {};
-  if (file_size >= 8) read_exact(fd.get(), prefix, 8, path);
+  if (file_size >= 8) read_exact(fd.get(), prefix, 8, "safetensors", path);
   const uint64_t n = check_header_length(prefix, file_size, path);
   Header h;
   {
     std::string text(n, '\0');
-    read_exact(fd.get(), text.data(), n, path);
+    read_exact(fd.get(), text.data(), n, "safetensors", path);
     h = parse_header(text.data(), n, file_size - 8 - n, path);
   }
   // Read each tensor straight into its storage (no second copy of the file in memory); the
@@ -389,7 +306,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   SafetensorsFile out;
   for (Entry& e : h.entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    read_exact(fd.get(), t.raw_data(), e.end - e.begin, path);
+    read_exact(fd.get(), t.raw_data(), e.end - e.begin, "safetensors", path);
     out.tensors.emplace(std::move(e.name), std::move(t));
   }
   out.metadata = std::move(h.metadata);
@@ -438,18 +355,18 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
 
-  TempFile tmp(path);
+  AtomicFile tmp("safetensors", path);
   uint8_t prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(text.size() >> (8 * i));
-  write_all(tmp.fd(), prefix, 8, path, tmp.path());
-  write_all(tmp.fd(), text.data(), text.size(), path, tmp.path());
+  tmp.write(prefix, 8);
+  tmp.write(text.data(), text.size());
   for (const auto* kv : layout) {
     // One contiguous copy at a time (views are copied, contiguous tensors are not); detach so
     // the copy records no autograd node.
     Tensor c = kv->second.detach().contiguous();
-    if (c.nbytes() > 0) write_all(tmp.fd(), c.raw_data(), c.nbytes(), path, tmp.path());
+    if (c.nbytes() > 0) tmp.write(c.raw_data(), c.nbytes());
   }
-  tmp.commit(path);
+  tmp.commit();
 }
 
 }  // namespace metalm::io

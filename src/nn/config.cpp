@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "metalm/core/error.h"
+#include "metalm/io/file.h"
 
 namespace metalm::nn {
 namespace {
@@ -580,32 +581,15 @@ ArchConfig arch_from_json(const json& j, const std::string& src) {
 
 // ---------------------------------------------------------------- files
 
+using io::errno_text;
+
 template <typename... Args>
 [[noreturn]] void io_error(const std::string& path, const Args&... args) {
   throw IoError(detail::cat("[config] ", path, ": ", args...));
 }
 
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
 std::string read_file(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  io::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) io_error(path, "cannot open: ", errno_text(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) io_error(path, "cannot stat: ", errno_text(errno));
@@ -656,40 +640,8 @@ json parse_file(const std::string& path) {
   return j;
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = detail::cat(path, ".tmp.", ::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) io_error(path, "cannot create ", tmp, ": ", errno_text(errno));
-  // Removes the temporary file on every failure path below.
-  struct Cleanup {
-    const std::string& file;
-    bool armed = true;
-    ~Cleanup() {
-      if (armed) ::unlink(file.c_str());
-    }
-  } cleanup{tmp};
-  const char* p = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    const ssize_t r = ::write(fd.get(), p, left);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) io_error(path, "write to ", tmp, " failed: ", errno_text(errno));
-    p += r;
-    left -= static_cast<size_t>(r);
-  }
-  if (::fsync(fd.get()) != 0) io_error(path, "fsync of ", tmp, " failed: ", errno_text(errno));
-  if (::close(fd.release()) != 0) io_error(path, "close of ", tmp, " failed: ", errno_text(errno));
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    io_error(path, "cannot rename ", tmp, " over it: ", errno_text(errno));
-  cleanup.armed = false;
-  // Make the rename durable too; a failure here loses nothing already written.
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  Fd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd.get() >= 0) ::fsync(dfd.get());
-}
-
 void save_json(const std::string& path, const json& j) {
-  write_file_atomically(path, j.dump(2) + "\n");
+  io::write_file_atomic("config", path, j.dump(2) + "\n");
 }
 
 // torch.linspace(0, rate, layers)[layer] as its float32 CPU kernel computes it (TorchScale takes

@@ -1,0 +1,50 @@
+// POSIX file helpers shared by every writer and reader: an owned descriptor, exact reads, and
+// atomic writes (temporary file next to the target, fsync, rename, fsync of the directory), so a
+// crash or a full disk never leaves a half-written checkpoint (D8). Errors are IoError with the
+// caller's op prefix: "[safetensors] model.safetensors: cannot create ...".
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace metalm::io {
+
+std::string errno_text(int err);
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd = -1) : fd_(fd) {}
+  ~FileDescriptor();
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+  int release();
+
+ private:
+  int fd_;
+};
+
+// Reads exactly n bytes; a short read or an error throws IoError "[op] path: ...".
+void read_exact(int fd, void* dst, uint64_t n, const std::string& op, const std::string& path);
+
+// Writes `target` atomically: bytes go to "<target>.tmp.<pid>", commit() makes them durable and
+// renames over the target. Without commit() (an exception in between) the temporary is removed
+// and the target is untouched.
+class AtomicFile {
+ public:
+  AtomicFile(std::string op, std::string target);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void write(const void* data, uint64_t n);
+  void commit();
+  const std::string& temp_path() const { return temp_; }
+
+ private:
+  std::string op_, target_, temp_;
+  FileDescriptor fd_;
+  bool committed_ = false;
+};
+
+void write_file_atomic(const std::string& op, const std::string& path, const std::string& bytes);
+
+}  // namespace metalm::io

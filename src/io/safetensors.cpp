@@ -3,7 +3,7 @@
 // loader allocate more than the file holds.
 #include "metalm/io/safetensors.h"
 
-#include "metalm/io/file.h"
+#include "metalm/core/file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

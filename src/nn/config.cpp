@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "metalm/core/error.h"
-#include "metalm/io/file.h"
+#include "metalm/core/file.h"
 
 namespace metalm::nn {
 namespace {
@@ -581,7 +581,7 @@ ArchConfig arch_from_json(const json& j, const std::string& src) {
 
 // ---------------------------------------------------------------- files
 
-using io::errno_text;
+
 
 template <typename... Args>
 [[noreturn]] void io_error(const std::string& path, const Args&... args) {
@@ -589,7 +589,7 @@ template <typename... Args>
 }
 
 std::string read_file(const std::string& path) {
-  io::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) io_error(path, "cannot open: ", errno_text(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) io_error(path, "cannot stat: ", errno_text(errno));
@@ -641,7 +641,7 @@ json parse_file(const std::string& path) {
 }
 
 void save_json(const std::string& path, const json& j) {
-  io::write_file_atomic("config", path, j.dump(2) + "\n");
+  write_file_atomic("config", path, j.dump(2) + "\n");
 }
 
 // torch.linspace(0, rate, layers)[layer] as its float32 CPU kernel computes it (TorchScale takes

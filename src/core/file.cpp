@@ -1,4 +1,4 @@
-#include "metalm/io/file.h"
+#include "metalm/core/file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 
 #include "metalm/core/error.h"
 
-namespace metalm::io {
+namespace metalm {
 namespace {
 template <typename... Args>
 [[noreturn]] void io_error(const std::string& op, const std::string& path, const Args&... args) {
@@ -85,4 +85,4 @@ void write_file_atomic(const std::string& op, const std::string& path, const std
   f.commit();
 }
 
-}  // namespace metalm::io
+}  // namespace metalm

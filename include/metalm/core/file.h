@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-namespace metalm::io {
+namespace metalm {
 
 std::string errno_text(int err);
 
@@ -47,4 +47,4 @@ class AtomicFile {
 
 void write_file_atomic(const std::string& op, const std::string& path, const std::string& bytes);
 
-}  // namespace metalm::io
+}  // namespace metalm

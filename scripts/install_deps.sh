@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev           # JSON, command line
   libgtest-dev libbenchmark-dev             # tests, microbenchmarks
   python3-torch python3-numpy               # PyTorch reference for tests and bench only
+  libopenblas0-pthread                      # the BLAS PyTorch uses in baselines.md (else netlib)
   bible-kjv                                 # real English text for the main job (data/kjv.txt)
 )
 missing=()

@@ -15,21 +15,32 @@ enum class AttnMaskKind {
   segment_full,    // same segment id (block-diagonal bidirectional)
 };
 
+// Checked at the call (ValueError): q_offset >= 0, and q_offset + Tq <= Tk for every kind but
+// full; prefix_len in [0, Tk] for prefix and 0 for every other kind; segment_ids present exactly
+// for the segment kinds. A field set for a kind that ignores it is a caller's mistake, not a no-op.
 struct AttentionMask {
   AttnMaskKind kind = AttnMaskKind::full;
   int64_t q_offset = 0;    // absolute position of query row 0
   int64_t prefix_len = 0;  // for AttnMaskKind::prefix
   Tensor key_padding;      // optional u8 [B, Tk], 1 = padded key (never attended)
   Tensor segment_ids;      // i32 [B, Tk] for segment kinds; query i uses segment_ids[q_offset + i]
-  Tensor bias;             // optional additive f32/f64 [B or 1, H or 1, Tq, Tk]; differentiable
+  Tensor bias;             // optional additive f32/f64 [B or 1, H or 1, Tq, Tk]; differentiable.
+                           // Added after masking, so -inf entries hide keys too.
 };
 
 // q: [B, H, Tq, D], k, v: [B, H, Tk, D] -> [B, H, Tq, D]. scale <= 0 means 1/sqrt(D).
 // A query row with no visible key returns zeros (and zero gradients) instead of NaN.
+// f32 or f64. Inputs may be strided views: [B, T, H, D] buffers permuted to [B, H, T, D] need no
+// contiguous copy, and k, v may be expanded over H (stride 0) for shared key/value heads. The
+// output and the input gradients are laid out in their input's memory order (a [B, T, H, D]-
+// ordered q gives a [B, T, H, D]-ordered output: permuting back to [B, T, H * D] needs no copy).
+// Memory is linear in T: the forward keeps the output and one logsumexp per query row; backward
+// recomputes the probabilities tile by tile.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask = {},
                  double scale = 0.0);
 
-// Plain reference: materializes the full [Tq, Tk] score matrix. Same semantics.
+// Plain reference: materializes the full [Tq, Tk] score matrix in f64. Same semantics; the test
+// oracle, and what attention() runs under ops::set_use_reference(true).
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
                            const AttentionMask& mask = {}, double scale = 0.0);
 

@@ -1,0 +1,872 @@
+// The attention op (DESIGN D5): softmax((q * scale) k^T + mask + bias) v.
+//
+// Hand-written (DESIGN D1): oneDNN has no attention primitive that takes our mask description
+// (causal with an offset, prefix, packed segments, key padding, an additive bias), and the point
+// of the op is the fusion: the tiled online-softmax kernel never keeps a Tq x Tk matrix, so
+// memory is linear in T, and it skips tiles that the mask hides entirely (half of a causal
+// matrix).
+//
+// Two paths with one meaning:
+// - attention_reference: the spec. Materializes the [Tq, Tk] scores of one (b, h) in f64, in the
+//   order of torchscale's MultiheadAttention (reference-spec 1.3): scale q, q k^T, masked -> -inf,
+//   + bias, softmax, . v. Its backward works from the saved probabilities. Test oracle only.
+// - attention: FlashAttention-2-style tiles of 64 queries x 64 keys with a running max and sum
+//   per query row. Forward saves only the output and the per-row logsumexp; backward recomputes
+//   each tile's probabilities from them. f32 and f64 share the templated code.
+//
+// A query row with no visible key outputs zeros (and gets zero gradients), where PyTorch would
+// produce NaN (reference-spec 1.3 [quirk]).
+#include "metalm/ops/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "metalm/autograd/autograd.h"
+#include "metalm/ops/matmul.h"
+#include "ops/attention_kernels.h"
+#include "ops/vecmath.h"
+
+namespace metalm::ops {
+namespace {
+
+using attn::kVec;
+using attn::round_up;
+using attn::tile_gemm;
+
+constexpr int64_t kBlockQ = 64;  // query rows per tile
+constexpr int64_t kBlockK = 64;  // keys per tile (also the row stride of score tiles)
+// Below this many multiply-adds (B H Tq Tk D, an upper bound) one thread does the whole op:
+// about 0.1 ms of work, where waking the pool would cost more than it saves.
+constexpr int64_t kParallelMacs = int64_t{1} << 23;
+
+const char* kind_name(AttnMaskKind kind) {
+  switch (kind) {
+    case AttnMaskKind::full: return "full";
+    case AttnMaskKind::causal: return "causal";
+    case AttnMaskKind::prefix: return "prefix";
+    case AttnMaskKind::segment_causal: return "segment_causal";
+    case AttnMaskKind::segment_full: return "segment_full";
+  }
+  return "unknown";
+}
+
+bool is_segment_kind(AttnMaskKind kind) {
+  return kind == AttnMaskKind::segment_causal || kind == AttnMaskKind::segment_full;
+}
+
+// ---------------------------------------------------------------- arguments
+
+struct Geometry {
+  int64_t B = 0, H = 0, Tq = 0, Tk = 0, D = 0;
+  double scale = 0;  // resolved (> 0)
+};
+
+// Whether to use the thread pool: enough tasks and work, and not already inside a parallel
+// region (DESIGN D6: never nest).
+bool use_pool(int64_t ntasks, const Geometry& g) {
+  return ntasks > 1 && g.B * g.H * g.Tq * g.Tk * g.D >= kParallelMacs && !omp_in_parallel();
+}
+
+Geometry check_args(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& m,
+                    double scale) {
+  MLM_CHECK(q.defined() && k.defined() && v.defined(), ValueError,
+            "[attention] q, k and v must all be defined");
+  for (const Tensor* t : {&q, &k, &v})
+    MLM_CHECK(t->dtype() == DType::f32 || t->dtype() == DType::f64, DTypeError,
+              "[attention] expected f32 or f64 q, k, v, got q ", q.str(), ", k ", k.str(), ", v ",
+              v.str());
+  MLM_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), DTypeError,
+            "[attention] q, k, v dtypes differ: q ", q.str(), ", k ", k.str(), ", v ", v.str());
+  MLM_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError,
+            "[attention] q, k, v must be [B, H, T, D], got q ", q.str(), ", k ", k.str(), ", v ",
+            v.str());
+  Geometry g;
+  g.B = q.size(0);
+  g.H = q.size(1);
+  g.Tq = q.size(2);
+  g.D = q.size(3);
+  g.Tk = k.size(2);
+  MLM_CHECK(k.size(0) == g.B && v.size(0) == g.B && k.size(1) == g.H && v.size(1) == g.H,
+            ShapeError, "[attention] batch and head dims differ: q ", q.str(), ", k ", k.str(),
+            ", v ", v.str());
+  MLM_CHECK(k.size(3) == g.D && v.size(3) == g.D, ShapeError,
+            "[attention] head dims differ: q ", q.str(), ", k ", k.str(), ", v ", v.str());
+  MLM_CHECK(v.size(2) == g.Tk, ShapeError, "[attention] k and v lengths differ: k ", k.str(),
+            ", v ", v.str());
+  MLM_CHECK(g.D >= 1, ShapeError, "[attention] head dim must be >= 1, got q ", q.str());
+  MLM_CHECK(std::isfinite(scale), ValueError, "[attention] scale must be finite, got ", scale);
+  g.scale = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(g.D));
+
+  const AttnMaskKind kind = m.kind;
+  MLM_CHECK(kind == AttnMaskKind::full || kind == AttnMaskKind::causal ||
+                kind == AttnMaskKind::prefix || is_segment_kind(kind),
+            ValueError, "[attention] unknown mask kind ", static_cast<int>(kind));
+  MLM_CHECK(m.q_offset >= 0, ValueError, "[attention] q_offset must be >= 0, got ", m.q_offset);
+  if (kind != AttnMaskKind::full)
+    MLM_CHECK(m.q_offset + g.Tq <= g.Tk, ValueError, "[attention] ", kind_name(kind),
+              " mask needs q_offset + Tq <= Tk (queries are the last keys), got q_offset ",
+              m.q_offset, ", Tq ", g.Tq, ", Tk ", g.Tk);
+  if (kind == AttnMaskKind::prefix)
+    MLM_CHECK(m.prefix_len >= 0 && m.prefix_len <= g.Tk, ValueError,
+              "[attention] prefix_len must be in [0, Tk = ", g.Tk, "], got ", m.prefix_len);
+  else
+    MLM_CHECK(m.prefix_len == 0, ValueError, "[attention] prefix_len ", m.prefix_len,
+              " is only used by the prefix mask kind, got kind ", kind_name(kind));
+
+  if (m.key_padding.defined()) {
+    MLM_CHECK(m.key_padding.dtype() == DType::u8, DTypeError,
+              "[attention] key_padding must be u8 [B, Tk], got ", m.key_padding.str());
+    MLM_CHECK(m.key_padding.shape() == Shape({g.B, g.Tk}), ShapeError,
+              "[attention] key_padding must be [B, Tk] = [", g.B, ", ", g.Tk, "], got ",
+              m.key_padding.str());
+  }
+  if (is_segment_kind(kind)) {
+    MLM_CHECK(m.segment_ids.defined(), ValueError, "[attention] ", kind_name(kind),
+              " mask needs segment_ids i32 [B, Tk]");
+    MLM_CHECK(m.segment_ids.dtype() == DType::i32, DTypeError,
+              "[attention] segment_ids must be i32 [B, Tk], got ", m.segment_ids.str());
+    MLM_CHECK(m.segment_ids.shape() == Shape({g.B, g.Tk}), ShapeError,
+              "[attention] segment_ids must be [B, Tk] = [", g.B, ", ", g.Tk, "], got ",
+              m.segment_ids.str());
+  } else {
+    MLM_CHECK(!m.segment_ids.defined(), ValueError, "[attention] segment_ids given for the ",
+              kind_name(kind), " mask kind (only segment kinds use them)");
+  }
+  if (m.bias.defined()) {
+    const Tensor& b = m.bias;
+    MLM_CHECK(b.dtype() == q.dtype(), DTypeError, "[attention] bias dtype must match q (",
+              dtype_name(q.dtype()), "), got ", b.str());
+    MLM_CHECK(b.dim() == 4 && (b.size(0) == g.B || b.size(0) == 1) &&
+                  (b.size(1) == g.H || b.size(1) == 1) && b.size(2) == g.Tq && b.size(3) == g.Tk,
+              ShapeError, "[attention] bias must be [B or 1, H or 1, Tq, Tk] = [", g.B, ", ", g.H,
+              ", ", g.Tq, ", ", g.Tk, "], got ", b.str());
+  }
+  return g;
+}
+
+// The mask with its tensors resolved to contiguous host arrays. visible() is the one definition
+// of which key a query sees (the reference path uses it); hide_row() is its row form for the
+// fast path, checked against it by the unit tests.
+struct MaskSpec {
+  AttnMaskKind kind = AttnMaskKind::full;
+  int64_t q_offset = 0, prefix_len = 0, Tk = 0;
+  Tensor key_padding_c, segment_ids_c;  // keep the contiguous copies alive
+  const uint8_t* key_padding = nullptr;  // [B, Tk] or null
+  const int32_t* segment_ids = nullptr;  // [B, Tk] or null
+
+  MaskSpec(const AttentionMask& m, int64_t tk)
+      : kind(m.kind), q_offset(m.q_offset), prefix_len(m.prefix_len), Tk(tk) {
+    if (m.key_padding.defined()) {
+      key_padding_c = m.key_padding.detach().contiguous();
+      key_padding = key_padding_c.data<uint8_t>();
+    }
+    if (m.segment_ids.defined() && is_segment_kind(kind)) {
+      segment_ids_c = m.segment_ids.detach().contiguous();
+      segment_ids = segment_ids_c.data<int32_t>();
+    }
+  }
+
+  // Query row i of batch b sees key j.
+  bool visible(int64_t b, int64_t i, int64_t j) const {
+    if (key_padding && key_padding[b * Tk + j]) return false;
+    const int64_t p = q_offset + i;  // absolute position of the query
+    switch (kind) {
+      case AttnMaskKind::full: return true;
+      case AttnMaskKind::causal: return j <= p;
+      case AttnMaskKind::prefix: return j < prefix_len || j <= p;
+      case AttnMaskKind::segment_causal:
+        return j <= p && segment_ids[b * Tk + j] == segment_ids[b * Tk + p];
+      case AttnMaskKind::segment_full: return segment_ids[b * Tk + j] == segment_ids[b * Tk + p];
+    }
+    return false;
+  }
+
+  // The row form of visible() for the fast path's masked tiles: sets s[jj] = -inf for every
+  // key j0 + jj (jj < n) that query row i of batch b does not see. Branch-free loops that
+  // vectorize, instead of one visible() call per element.
+  template <typename T>
+  void hide_row(T* s, int64_t b, int64_t i, int64_t j0, int64_t n) const {
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    const int64_t p = q_offset + i;
+    int64_t end = Tk;  // keys j >= end are hidden by position
+    if (kind == AttnMaskKind::causal || kind == AttnMaskKind::segment_causal) end = p + 1;
+    if (kind == AttnMaskKind::prefix) end = std::max(p + 1, prefix_len);
+    for (int64_t jj = std::clamp<int64_t>(end - j0, 0, n); jj < n; ++jj) s[jj] = neg_inf;
+    if (key_padding) {
+      const uint8_t* kp = key_padding + b * Tk + j0;
+      for (int64_t jj = 0; jj < n; ++jj) s[jj] = kp[jj] ? neg_inf : s[jj];
+    }
+    if (segment_ids) {
+      const int32_t* seg = segment_ids + b * Tk + j0;
+      const int32_t own = segment_ids[b * Tk + p];
+      for (int64_t jj = 0; jj < n; ++jj) s[jj] = seg[jj] != own ? neg_inf : s[jj];
+    }
+  }
+};
+
+// ---------------------------------------------------------------- reference path
+
+// Dense per-(b, h) loops in f64. q, k, v: [B, H, T*, D] -> out [B, H, Tq, D] (dtype of q);
+// p: f64 [B, H, Tq, Tk], the probabilities, saved for backward.
+Tensor reference_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                         const MaskSpec& mask, const Geometry& g, Tensor* p_out) {
+  const int64_t B = g.B, H = g.H, Tq = g.Tq, Tk = g.Tk, D = g.D;
+  const std::vector<double> qv = q.detach().to_vector<double>();
+  const std::vector<double> kv = k.detach().to_vector<double>();
+  const std::vector<double> vv = v.detach().to_vector<double>();
+  std::vector<double> bv;
+  if (bias.defined()) bv = bias.detach().to_vector<double>();
+  std::vector<double> out(static_cast<size_t>(B * H * Tq * D), 0.0);
+  std::vector<double> p(static_cast<size_t>(B * H * Tq * Tk), 0.0);
+  std::vector<double> s(static_cast<size_t>(Tk));
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t bh = b * H + h;
+      const double* qh = qv.data() + bh * Tq * D;
+      const double* kh = kv.data() + bh * Tk * D;
+      const double* vh = vv.data() + bh * Tk * D;
+      const double* bias_h = nullptr;
+      if (bias.defined())
+        bias_h = bv.data() + ((bias.size(0) == 1 ? 0 : b) * bias.size(1) +
+                              (bias.size(1) == 1 ? 0 : h)) * Tq * Tk;
+      for (int64_t i = 0; i < Tq; ++i) {
+        double mx = neg_inf;
+        for (int64_t j = 0; j < Tk; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += qh[i * D + d] * g.scale * kh[j * D + d];
+          s[j] = mask.visible(b, i, j) ? dot : neg_inf;
+          if (bias_h) s[j] += bias_h[i * Tk + j];
+          mx = std::max(mx, s[j]);
+        }
+        double* pi = p.data() + (bh * Tq + i) * Tk;
+        if (mx == neg_inf) continue;  // no visible key: probabilities and output stay zero
+        double sum = 0;
+        for (int64_t j = 0; j < Tk; ++j) sum += (pi[j] = std::exp(s[j] - mx));
+        for (int64_t j = 0; j < Tk; ++j) pi[j] /= sum;
+        double* oi = out.data() + (bh * Tq + i) * D;
+        for (int64_t j = 0; j < Tk; ++j)
+          for (int64_t d = 0; d < D; ++d) oi[d] += pi[j] * vh[j * D + d];
+      }
+    }
+  *p_out = Tensor::from_vector<double>({B, H, Tq, Tk}, p);
+  return Tensor::from_vector<double>({B, H, Tq, D}, out).to(q.dtype());
+}
+
+// From the saved probabilities p: dS = p * (dP - rowsum(dP * p)) with dP = dO v^T, then
+// dq = scale dS k, dk = dS^T (q scale), dv = p^T dO, dbias = dS summed over broadcast dims.
+std::vector<Tensor> reference_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                                       const Tensor& v, const Tensor& bias, const Tensor& p_saved,
+                                       const Geometry& g, const std::vector<bool>& needs) {
+  const int64_t B = g.B, H = g.H, Tq = g.Tq, Tk = g.Tk, D = g.D;
+  const std::vector<double> qv = q.to_vector<double>(), kv = k.to_vector<double>();
+  const std::vector<double> vv = v.to_vector<double>(), gv = grad_out.to_vector<double>();
+  const double* p = p_saved.data<double>();  // contiguous f64, made by reference_forward
+  std::vector<double> dq(qv.size(), 0.0), dk(kv.size(), 0.0), dv(vv.size(), 0.0);
+  std::vector<double> dbias(bias.defined() ? static_cast<size_t>(bias.numel()) : 0, 0.0);
+  std::vector<double> ds(static_cast<size_t>(Tk));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t bh = b * H + h;
+      double* dbias_h = nullptr;
+      if (bias.defined())
+        dbias_h = dbias.data() + ((bias.size(0) == 1 ? 0 : b) * bias.size(1) +
+                                  (bias.size(1) == 1 ? 0 : h)) * Tq * Tk;
+      for (int64_t i = 0; i < Tq; ++i) {
+        const double* pi = p + (bh * Tq + i) * Tk;
+        const double* gi = gv.data() + (bh * Tq + i) * D;
+        double row_dot = 0;  // sum_j p_ij dP_ij
+        for (int64_t j = 0; j < Tk; ++j) {
+          double dp = 0;
+          for (int64_t d = 0; d < D; ++d) dp += gi[d] * vv[(bh * Tk + j) * D + d];
+          ds[j] = dp;
+          row_dot += pi[j] * dp;
+        }
+        for (int64_t j = 0; j < Tk; ++j) {
+          ds[j] = pi[j] * (ds[j] - row_dot);
+          for (int64_t d = 0; d < D; ++d) {
+            dq[(bh * Tq + i) * D + d] += g.scale * ds[j] * kv[(bh * Tk + j) * D + d];
+            dk[(bh * Tk + j) * D + d] += ds[j] * g.scale * qv[(bh * Tq + i) * D + d];
+            dv[(bh * Tk + j) * D + d] += pi[j] * gi[d];
+          }
+          if (dbias_h) dbias_h[i * Tk + j] += ds[j];
+        }
+      }
+    }
+  auto make = [&](bool need, const Tensor& like, const std::vector<double>& val) {
+    return need ? Tensor::from_vector<double>(like.shape(), val).to(like.dtype()) : Tensor();
+  };
+  return {make(needs[0], q, dq), make(needs[1], k, dk), make(needs[2], v, dv),
+          make(needs[3], bias, dbias)};
+}
+
+// ---------------------------------------------------------------- fast path: layouts
+
+// Rows of a 4-D tensor whose last dim is contiguous: row (i0, i1, i2) starts at
+// base + i0 * s0 + i1 * s1 + i2 * s2. Covers contiguous tensors, [B, T, H, D] buffers viewed
+// as [B, H, T, D], and stride-0 (expanded) dims such as a key shared by several heads.
+template <typename T>
+struct Rows {
+  T* base = nullptr;
+  int64_t s0 = 0, s1 = 0, s2 = 0;
+  T* row(int64_t i0, int64_t i1, int64_t i2) const { return base + i0 * s0 + i1 * s1 + i2 * s2; }
+};
+
+// x itself if its last dim is contiguous, else a contiguous copy (detached either way).
+Tensor with_contiguous_rows(const Tensor& x) {
+  Tensor d = x.detach();
+  if (d.size(-1) <= 1 || d.strides().back() == 1) return d;
+  return d.contiguous();
+}
+
+template <typename T>
+Rows<T> rows_of(const Tensor& x) {  // x: 4-D with a contiguous last dim; T may be const
+  return Rows<T>{x.data<std::remove_const_t<T>>(), x.strides()[0], x.strides()[1],
+                 x.strides()[2]};
+}
+
+// An uninitialized tensor of x's shape laid out in x's memory order over the first three dims
+// (the last dim stays innermost). A q that is a [B, T, H, D] buffer viewed as [B, H, T, D] gets
+// its output and gradient in that layout, so the caller's inverse permute + reshape to
+// [B, T, H * D] is free.
+Tensor empty_like_layout(const Tensor& x) {
+  std::vector<int64_t> order = {0, 1, 2};
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return x.strides()[a] > x.strides()[b]; });
+  Shape stored = {x.size(order[0]), x.size(order[1]), x.size(order[2]), x.size(3)};
+  std::vector<int64_t> inverse(4, 3);
+  for (int64_t i = 0; i < 3; ++i) inverse[order[i]] = i;
+  return Tensor::empty(stored, x.dtype()).permute(inverse);
+}
+
+// ---------------------------------------------------------------- fast path: tile plan
+
+enum class TileKind { skip, dense, masked };  // masked: apply MaskSpec::hide_row per row
+
+// Classifies a tile (query block x key block) from per-block summaries: padded-key counts and
+// segment id ranges. Used identically by forward and backward, so both visit the same tiles.
+struct TilePlan {
+  const MaskSpec* mask = nullptr;
+  int64_t Tq = 0, Tk = 0, nqb = 0, nkb = 0;
+  std::vector<int64_t> pad_count;           // [B, nkb] padded keys per key block
+  std::vector<int32_t> kseg_lo, kseg_hi;    // [B, nkb] segment id range of the keys
+  std::vector<int32_t> qseg_lo, qseg_hi;    // [B, nqb] segment id range of the queries
+
+  TilePlan(const MaskSpec& m, const Geometry& g)
+      : mask(&m), Tq(g.Tq), Tk(g.Tk), nqb((g.Tq + kBlockQ - 1) / kBlockQ),
+        nkb((g.Tk + kBlockK - 1) / kBlockK) {
+    if (m.key_padding) {
+      pad_count.assign(static_cast<size_t>(g.B * nkb), 0);
+      for (int64_t b = 0; b < g.B; ++b)
+        for (int64_t j = 0; j < Tk; ++j)
+          pad_count[b * nkb + j / kBlockK] += m.key_padding[b * Tk + j] != 0;
+    }
+    if (m.segment_ids) {
+      auto ranges = [&](int64_t nblocks, int64_t block, int64_t n, int64_t first,
+                        std::vector<int32_t>& lo, std::vector<int32_t>& hi) {
+        lo.assign(static_cast<size_t>(g.B * nblocks), std::numeric_limits<int32_t>::max());
+        hi.assign(static_cast<size_t>(g.B * nblocks), std::numeric_limits<int32_t>::min());
+        for (int64_t b = 0; b < g.B; ++b)
+          for (int64_t t = 0; t < n; ++t) {
+            const int32_t s = m.segment_ids[b * Tk + first + t];
+            int32_t& l = lo[b * nblocks + t / block];
+            int32_t& h = hi[b * nblocks + t / block];
+            l = std::min(l, s);
+            h = std::max(h, s);
+          }
+      };
+      ranges(nkb, kBlockK, Tk, 0, kseg_lo, kseg_hi);
+      ranges(nqb, kBlockQ, Tq, m.q_offset, qseg_lo, qseg_hi);
+    }
+  }
+
+  TileKind classify(int64_t b, int64_t qb, int64_t kb) const {
+    const int64_t j0 = kb * kBlockK, j1 = std::min(Tk, j0 + kBlockK);
+    const int64_t p0 = mask->q_offset + qb * kBlockQ;                        // first query position
+    const int64_t p1 = mask->q_offset + std::min(Tq, qb * kBlockQ + kBlockQ) - 1;  // last
+    bool dense = true;
+    if (!pad_count.empty()) {
+      const int64_t c = pad_count[b * nkb + kb];
+      if (c == j1 - j0) return TileKind::skip;
+      dense = c == 0;
+    }
+    switch (mask->kind) {
+      case AttnMaskKind::full:
+      case AttnMaskKind::segment_full: break;
+      case AttnMaskKind::causal:
+      case AttnMaskKind::segment_causal:
+        if (j0 > p1) return TileKind::skip;  // entirely above the diagonal
+        dense = dense && j1 - 1 <= p0;
+        break;
+      case AttnMaskKind::prefix:
+        if (j0 >= mask->prefix_len && j0 > p1) return TileKind::skip;
+        dense = dense && (j1 - 1 < mask->prefix_len || j1 - 1 <= p0);
+        break;
+    }
+    if (!kseg_lo.empty()) {
+      const int32_t klo = kseg_lo[b * nkb + kb], khi = kseg_hi[b * nkb + kb];
+      const int32_t qlo = qseg_lo[b * nqb + qb], qhi = qseg_hi[b * nqb + qb];
+      if (khi < qlo || qhi < klo) return TileKind::skip;  // no segment in common
+      dense = dense && klo == khi && qlo == qhi && klo == qlo;
+    }
+    return dense ? TileKind::dense : TileKind::masked;
+  }
+};
+
+// Per-thread scratch carved out of one allocation; every piece starts on a 64-byte boundary.
+template <typename T>
+struct Scratch {
+  Tensor storage;
+  int64_t per_thread = 0;
+  std::vector<int64_t> offsets;
+
+  Scratch(const std::vector<int64_t>& sizes, bool parallel) {
+    for (int64_t n : sizes) {
+      offsets.push_back(per_thread);
+      per_thread += round_up(std::max<int64_t>(n, 1), kVec<T>);
+    }
+    const int64_t threads = parallel ? std::max(1, omp_get_max_threads()) : 1;
+    storage = Tensor::empty({threads * per_thread}, dtype_of<T>());
+  }
+  T* get(int thread, size_t piece) const {
+    return storage.data<T>() + thread * per_thread + offsets[piece];
+  }
+};
+
+// Loads the key block [j0, j0 + nk) of one (b, h) transposed: kt: [D, kBlockK] with row stride
+// ldt, zero-padded columns past nk. Feeds the score product S = Q kt as a row-major right operand.
+template <typename T>
+void load_transposed(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int64_t nk,
+                     int64_t D, T* kt, int64_t ldt) {
+  for (int64_t j = 0; j < kBlockK; ++j) {
+    if (j < nk) {
+      const T* xr = x.row(b, h, j0 + j);
+      for (int64_t d = 0; d < D; ++d) kt[d * ldt + j] = xr[d];
+    } else {
+      for (int64_t d = 0; d < D; ++d) kt[d * ldt + j] = T(0);
+    }
+  }
+}
+
+// Copies n rows starting at row t0 of one (b, h) into dst: [n, Dp], times mul, zero-padded.
+template <typename T>
+void load_rows(const Rows<const T>& x, int64_t b, int64_t h, int64_t t0, int64_t n, int64_t D,
+               int64_t Dp, T mul, T* dst) {
+  for (int64_t t = 0; t < n; ++t) {
+    const T* xr = x.row(b, h, t0 + t);
+    T* dr = dst + t * Dp;
+    for (int64_t d = 0; d < D; ++d) dr[d] = xr[d] * mul;
+    for (int64_t d = D; d < Dp; ++d) dr[d] = T(0);
+  }
+}
+
+// Mask and bias for one score row s[0, kBlockK) of query i against keys [j0, j0 + nk):
+// hidden keys and the padding columns past nk become -inf, then the bias row is added.
+template <typename T>
+inline void mask_score_row(T* s, TileKind kind, const MaskSpec& mask, int64_t b, int64_t i,
+                           int64_t j0, int64_t nk, const T* bias_row) {
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  if (kind == TileKind::masked) mask.hide_row(s, b, i, j0, nk);
+  for (int64_t j = nk; j < kBlockK; ++j) s[j] = neg_inf;
+  if (bias_row)
+    for (int64_t j = 0; j < nk; ++j) s[j] += bias_row[j0 + j];
+}
+
+// Bias rows: row (b, h, i) of a [B|1, H|1, Tq, Tk] bias, with broadcast dims pinned to 0.
+template <typename T>
+struct BiasRows {
+  Rows<const T> rows;
+  bool defined = false, bcast_b = false, bcast_h = false;
+  const T* row(int64_t b, int64_t h, int64_t i) const {
+    return defined ? rows.row(bcast_b ? 0 : b, bcast_h ? 0 : h, i) : nullptr;
+  }
+};
+
+// ---------------------------------------------------------------- fast path: forward
+
+// q: [B, H, Tq, D], k, v: [B, H, Tk, D] -> out: [B, H, Tq, D]; lse: [B, H, Tq] contiguous, the
+// logsumexp of each score row (+inf for a row with no visible key, so that backward's
+// exp(S - lse) is 0 there). One task per (b, h, query block); each streams over the key blocks
+// with the online softmax: per row a running max m and sum l, and an output accumulator
+// rescaled by exp(m_old - m_new) whenever the max grows.
+// With several query blocks, k and v are packed once up front, tile by tile, into kt_all:
+// [B H, nkb, D, BK] (k transposed) and v_all: [B H, nkb, BK, Dp] (each as big as k), instead of
+// once per tile visit, which every query block would repeat. Packed tiles have short row strides;
+// the caller's own strides can alias L1 sets (a [B, T, H, D] layout puts rows H D 4 bytes apart,
+// 2 KB for H D = 512). With one query block (decode, short sequences) each tile is visited once:
+// it is packed into L1 scratch instead, and for 1-2 query rows the scores are plain dot products
+// with the key rows (transposing the tile would cost more than the product).
+template <typename T>
+void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<const T>& v,
+                  const BiasRows<T>& bias, const MaskSpec& mask, const Geometry& g,
+                  const Rows<T>& out, T* lse) {
+  const int64_t D = g.D, Dp = round_up(D, kVec<T>);
+  const TilePlan plan(mask, g);
+  const T scale = static_cast<T>(g.scale);
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  const int64_t ntasks = g.B * g.H * plan.nqb;
+  const bool parallel = use_pool(ntasks, g);
+  const int64_t tile_kt = D * kBlockK, tile_v = kBlockK * Dp;
+  enum Piece : size_t { kQ, kO, kS, kM, kL, kKt, kV };
+  const Scratch<T> scratch(
+      {kBlockQ * Dp, kBlockQ * Dp, kBlockQ * kBlockK, kBlockQ, kBlockQ, tile_kt, tile_v}, parallel);
+  const bool prepack = plan.nqb > 1;
+  const int64_t ntiles = prepack ? g.B * g.H * plan.nkb : 0;
+  Tensor kt_storage = Tensor::empty({std::max<int64_t>(1, ntiles * tile_kt)}, dtype_of<T>());
+  Tensor v_storage = Tensor::empty({std::max<int64_t>(1, ntiles * tile_v)}, dtype_of<T>());
+  T* kt_all = kt_storage.data<T>();
+  T* v_all = v_storage.data<T>();
+  if (prepack) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t bh = 0; bh < g.B * g.H; ++bh)
+      for (int64_t kb = 0; kb < plan.nkb; ++kb) {
+        const int64_t b = bh / g.H, h = bh % g.H, j0 = kb * kBlockK;
+        const int64_t nk = std::min(kBlockK, g.Tk - j0);
+        load_transposed(k, b, h, j0, nk, D, kt_all + (bh * plan.nkb + kb) * tile_kt, kBlockK);
+        load_rows(v, b, h, j0, nk, D, Dp, T(1), v_all + (bh * plan.nkb + kb) * tile_v);
+      }
+  }
+
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (int64_t task = 0; task < ntasks; ++task) {
+    const int tid = omp_get_thread_num();
+    T* qs = scratch.get(tid, kQ);   // [BQ, Dp] q rows times scale
+    T* o = scratch.get(tid, kO);    // [BQ, Dp] unnormalized output
+    T* s = scratch.get(tid, kS);    // [BQ, BK] scores, then probabilities
+    T* m = scratch.get(tid, kM);    // [BQ] running max
+    T* l = scratch.get(tid, kL);    // [BQ] running sum
+    T* kt_tile = scratch.get(tid, kKt);  // [D, BK] key tile (without prepack)
+    T* v_tile = scratch.get(tid, kV);    // [BK, Dp] value tile (without prepack)
+    const int64_t qb = task % plan.nqb, bh = task / plan.nqb, b = bh / g.H, h = bh % g.H;
+    const int64_t i0 = qb * kBlockQ, nq = std::min(kBlockQ, g.Tq - i0);
+
+    load_rows(q, b, h, i0, nq, D, Dp, scale, qs);
+    std::fill(o, o + nq * Dp, T(0));
+    std::fill(m, m + nq, neg_inf);
+    std::fill(l, l + nq, T(0));
+    for (int64_t kb = 0; kb < plan.nkb; ++kb) {
+      const TileKind kind = plan.classify(b, qb, kb);
+      if (kind == TileKind::skip) continue;
+      const int64_t j0 = kb * kBlockK, nk = std::min(kBlockK, g.Tk - j0);
+      // s: [nq, BK] = qs: [nq, D] . k block^T
+      if (prepack) {
+        const T* kt = kt_all + (bh * plan.nkb + kb) * tile_kt;
+        tile_gemm<T>(nq, kBlockK, D, qs, Dp, 1, kt, kBlockK, s, kBlockK, false);
+      } else if (nq <= 2) {
+        for (int64_t r = 0; r < nq; ++r)
+          for (int64_t j = 0; j < nk; ++j) {
+            const T* kr = k.row(b, h, j0 + j);
+            const T* qr = qs + r * Dp;
+            T acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t d = 0; d < D; ++d) acc += qr[d] * kr[d];
+            s[r * kBlockK + j] = acc;
+          }
+      } else {
+        load_transposed(k, b, h, j0, nk, D, kt_tile, kBlockK);
+        tile_gemm<T>(nq, kBlockK, D, qs, Dp, 1, kt_tile, kBlockK, s, kBlockK, false);
+      }
+      for (int64_t r = 0; r < nq; ++r) {
+        T* sr = s + r * kBlockK;
+        mask_score_row(sr, kind, mask, b, i0 + r, j0, nk, bias.row(b, h, i0 + r));
+        T mx = neg_inf;  // (the ternary form vectorizes; std::max here does not with GCC 12)
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < kBlockK; ++j) mx = sr[j] > mx ? sr[j] : mx;
+        const T m_new = std::max(m[r], mx);
+        if (m_new == neg_inf) {  // nothing visible yet in this row: contributes nothing
+          std::fill(sr, sr + kBlockK, T(0));
+          continue;
+        }
+        T sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < kBlockK; ++j) {
+          sr[j] = vm::exp(sr[j] - m_new);
+          sum += sr[j];
+        }
+        if (m_new != m[r]) {  // the max grew: rescale what was accumulated under the old one
+          const T alpha = vm::exp(m[r] - m_new);
+          T* orow = o + r * Dp;
+          for (int64_t d = 0; d < Dp; ++d) orow[d] *= alpha;
+          l[r] *= alpha;
+          m[r] = m_new;
+        }
+        l[r] += sum;
+      }
+      // o: [nq, Dp] += p: [nq, nk] . v block: [nk, Dp]
+      const T* vt = v_all + (bh * plan.nkb + kb) * tile_v;
+      if (!prepack) {
+        load_rows(v, b, h, j0, nk, D, Dp, T(1), v_tile);
+        vt = v_tile;
+      }
+      tile_gemm<T>(nq, Dp, nk, s, kBlockK, 1, vt, Dp, o, Dp, true);
+    }
+    for (int64_t r = 0; r < nq; ++r) {
+      const T inv = l[r] > 0 ? T(1) / l[r] : T(0);
+      T* dst = out.row(b, h, i0 + r);
+      for (int64_t d = 0; d < D; ++d) dst[d] = o[r * Dp + d] * inv;
+      lse[bh * g.Tq + i0 + r] =
+          l[r] > 0 ? m[r] + vm::log(l[r]) : std::numeric_limits<T>::infinity();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- fast path: backward
+
+// Where backward writes: rows of dq, dk, dv (base null when not needed) and dbias.
+template <typename T>
+struct GradTargets {
+  Rows<T> dq, dk, dv;
+  T* dbias = nullptr;          // contiguous, bias shape; null when not needed
+  bool dbias_private = false;  // bias is broadcast: each thread sums into its own copy
+  int64_t dbias_numel = 0;
+};
+
+// Recomputes every visited tile from q, k, v and the saved lse:
+//   P = exp(S - lse), dV += P^T dO, dP = dO V^T, dS = P (dP - Drow), dQ += dS K scale,
+//   dK += dS^T (Q scale), dbias += dS,   with Drow_i = sum_d dO_id O_id.
+// One task per (b, h): it owns its dq, dk, dv rows, so no two threads write the same element;
+// key blocks outer (dK, dV of the block accumulate in scratch), query blocks inner (dQ of the
+// whole (b, h) accumulates in scratch, linear in Tq). A broadcast bias gradient goes to a
+// per-thread copy summed afterwards in thread order (static schedule: deterministic, D7).
+template <typename T>
+void fast_backward(const Rows<const T>& q, const Rows<const T>& k, const Rows<const T>& v,
+                   const BiasRows<T>& bias, const MaskSpec& mask, const Geometry& g,
+                   const Rows<const T>& o, const T* lse, const Rows<const T>& dout,
+                   const GradTargets<T>& gt) {
+  const int64_t D = g.D, Dp = round_up(D, kVec<T>), Tq = g.Tq;
+  const TilePlan plan(mask, g);
+  const T scale = static_cast<T>(g.scale);
+  const bool need_dq = gt.dq.base != nullptr, need_dk = gt.dk.base != nullptr;
+  const bool need_dv = gt.dv.base != nullptr, need_dbias = gt.dbias != nullptr;
+  const bool need_ds = need_dq || need_dk || need_dbias;
+  enum Piece : size_t { kQ, kDO, kDQ, kDrow, kLse, kKt, kKp, kVt, kDK, kDV, kS, kDP };
+  const bool parallel = use_pool(g.B * g.H, g);
+  const Scratch<T> scratch({Tq * Dp, Tq * Dp, Tq * Dp, Tq, Tq, D * kBlockK, kBlockK * Dp,
+                            D * kBlockK, kBlockK * Dp, kBlockK * Dp, kBlockQ * kBlockK,
+                            kBlockQ * kBlockK},
+                           parallel);
+  const int nthreads = parallel ? std::max(1, omp_get_max_threads()) : 1;
+  Tensor dbias_copies;  // [nthreads, bias numel] when the bias is broadcast
+  if (need_dbias && gt.dbias_private)
+    dbias_copies = Tensor::zeros({nthreads, gt.dbias_numel}, dtype_of<T>());
+  const int64_t bias_h = bias.bcast_h ? 1 : g.H;
+
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t bh = 0; bh < g.B * g.H; ++bh) {
+    const int tid = omp_get_thread_num();
+    const int64_t b = bh / g.H, h = bh % g.H;
+    T* qs = scratch.get(tid, kQ);      // [Tq, Dp] q times scale
+    T* dob = scratch.get(tid, kDO);    // [Tq, Dp] dO
+    T* dqa = scratch.get(tid, kDQ);    // [Tq, Dp] dQ / scale accumulator
+    T* drow = scratch.get(tid, kDrow);  // [Tq] rowsum(dO * O)
+    T* lrow = scratch.get(tid, kLse);   // [Tq] lse
+    T* kt = scratch.get(tid, kKt);     // [D, BK] key block transposed
+    T* kp = scratch.get(tid, kKp);     // [BK, Dp] key block
+    T* vt = scratch.get(tid, kVt);     // [D, BK] value block transposed
+    T* dkb = scratch.get(tid, kDK);    // [BK, Dp] dK of the key block
+    T* dvb = scratch.get(tid, kDV);    // [BK, Dp] dV of the key block
+    T* p = scratch.get(tid, kS);       // [BQ, BK] probabilities
+    T* ds = scratch.get(tid, kDP);     // [BQ, BK] dP, then dS
+    T* dbias_bh = nullptr;             // dbias slice [Tq, Tk] of this (b, h)
+    if (need_dbias) {
+      T* base = gt.dbias_private ? dbias_copies.data<T>() + tid * gt.dbias_numel : gt.dbias;
+      dbias_bh = base + ((bias.bcast_b ? 0 : b) * bias_h + (bias.bcast_h ? 0 : h)) * Tq * g.Tk;
+    }
+
+    load_rows(q, b, h, 0, Tq, D, Dp, scale, qs);
+    load_rows(dout, b, h, 0, Tq, D, Dp, T(1), dob);
+    std::copy(lse + bh * Tq, lse + bh * Tq + Tq, lrow);
+    for (int64_t i = 0; i < Tq; ++i) {
+      const T* orow = o.row(b, h, i);
+      const T* grow = dob + i * Dp;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t d = 0; d < D; ++d) acc += grow[d] * orow[d];
+      drow[i] = acc;
+    }
+    if (need_dq) std::fill(dqa, dqa + Tq * Dp, T(0));
+
+    for (int64_t kb = 0; kb < plan.nkb; ++kb) {
+      const int64_t j0 = kb * kBlockK, nk = std::min(kBlockK, g.Tk - j0);
+      std::fill(dkb, dkb + kBlockK * Dp, T(0));
+      std::fill(dvb, dvb + kBlockK * Dp, T(0));
+      bool loaded = false;
+      for (int64_t qb = 0; qb < plan.nqb; ++qb) {
+        const TileKind kind = plan.classify(b, qb, kb);
+        if (kind == TileKind::skip) continue;
+        if (!loaded) {  // first visible tile of this key block
+          // Packed copies, also when k rows could be read in place: their stride may alias
+          // L1 sets (see fast_forward).
+          load_transposed(k, b, h, j0, nk, D, kt, kBlockK);
+          load_transposed(v, b, h, j0, nk, D, vt, kBlockK);
+          load_rows(k, b, h, j0, nk, D, Dp, T(1), kp);
+          loaded = true;
+        }
+        const int64_t i0 = qb * kBlockQ, nq = std::min(kBlockQ, Tq - i0);
+        const T* qi = qs + i0 * Dp;
+        const T* doi = dob + i0 * Dp;
+        // p: [nq, BK] = exp(qs_i . kt - lse)
+        tile_gemm<T>(nq, kBlockK, D, qi, Dp, 1, kt, kBlockK, p, kBlockK, false);
+        for (int64_t r = 0; r < nq; ++r) {
+          T* pr = p + r * kBlockK;
+          mask_score_row(pr, kind, mask, b, i0 + r, j0, nk, bias.row(b, h, i0 + r));
+          const T lr = lrow[i0 + r];
+#pragma omp simd
+          for (int64_t j = 0; j < kBlockK; ++j) pr[j] = vm::exp(pr[j] - lr);
+        }
+        // dv block: [nk, Dp] += p^T: [nk, nq] . dO_i: [nq, Dp]
+        if (need_dv) tile_gemm<T>(nk, Dp, nq, p, 1, kBlockK, doi, Dp, dvb, Dp, true);
+        if (!need_ds) continue;
+        // ds: [nq, BK] = dO_i: [nq, D] . vt: [D, BK], then p (dP - Drow)
+        tile_gemm<T>(nq, kBlockK, D, doi, Dp, 1, vt, kBlockK, ds, kBlockK, false);
+        for (int64_t r = 0; r < nq; ++r) {
+          const T dr = drow[i0 + r];
+          T* dsr = ds + r * kBlockK;
+          const T* pr = p + r * kBlockK;
+#pragma omp simd
+          for (int64_t j = 0; j < kBlockK; ++j) dsr[j] = pr[j] * (dsr[j] - dr);
+        }
+        // dQ_i: [nq, Dp] += ds: [nq, nk] . k block: [nk, Dp]
+        if (need_dq) tile_gemm<T>(nq, Dp, nk, ds, kBlockK, 1, kp, Dp, dqa + i0 * Dp, Dp, true);
+        // dk block: [nk, Dp] += ds^T: [nk, nq] . qs_i: [nq, Dp]
+        if (need_dk) tile_gemm<T>(nk, Dp, nq, ds, 1, kBlockK, qi, Dp, dkb, Dp, true);
+        if (need_dbias)
+          for (int64_t r = 0; r < nq; ++r) {
+            T* dst = dbias_bh + (i0 + r) * g.Tk + j0;
+            const T* dsr = ds + r * kBlockK;
+            for (int64_t j = 0; j < nk; ++j) dst[j] += dsr[j];
+          }
+      }
+      for (int64_t j = 0; j < nk; ++j) {
+        if (need_dk) std::copy(dkb + j * Dp, dkb + j * Dp + D, gt.dk.row(b, h, j0 + j));
+        if (need_dv) std::copy(dvb + j * Dp, dvb + j * Dp + D, gt.dv.row(b, h, j0 + j));
+      }
+    }
+    if (need_dq)
+      for (int64_t i = 0; i < Tq; ++i) {
+        T* dst = gt.dq.row(b, h, i);
+        for (int64_t d = 0; d < D; ++d) dst[d] = dqa[i * Dp + d] * scale;
+      }
+  }
+
+  if (need_dbias && gt.dbias_private) {
+    const T* copies = dbias_copies.data<T>();
+    const int64_t n = gt.dbias_numel;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t e = 0; e < n; ++e) {
+      T acc = 0;
+      for (int t = 0; t < nthreads; ++t) acc += copies[t * n + e];
+      gt.dbias[e] = acc;
+    }
+  }
+}
+
+// Everything backward needs, captured by value in the autograd closure.
+struct FastSaved {
+  Tensor q, k, v, bias, out, lse;  // detached, rows contiguous
+  AttentionMask mask;
+  Geometry geo;
+};
+
+template <typename T>
+BiasRows<T> bias_rows(const Tensor& bias, const Geometry& g) {
+  BiasRows<T> br;
+  if (!bias.defined()) return br;
+  br.defined = true;
+  br.rows = rows_of<const T>(bias);
+  br.bcast_b = bias.size(0) == 1 && g.B > 1;
+  br.bcast_h = bias.size(1) == 1 && g.H > 1;
+  return br;
+}
+
+template <typename T>
+std::vector<Tensor> fast_backward_entry(const FastSaved& sv, const Tensor& grad_out,
+                                        const std::vector<bool>& needs) {
+  MLM_CHECK(grad_out.dtype() == sv.q.dtype() && grad_out.shape() == sv.out.shape(), ShapeError,
+            "[attention] backward got gradient ", grad_out.str(), " for output ", sv.out.str());
+  const Geometry& g = sv.geo;
+  const MaskSpec mask(sv.mask, g.Tk);
+  Tensor dout = with_contiguous_rows(grad_out);
+  GradTargets<T> gt;
+  Tensor dq, dk, dv, dbias;
+  if (needs[0]) {
+    dq = empty_like_layout(sv.q);
+    gt.dq = rows_of<T>(dq);
+  }
+  if (needs[1]) {
+    dk = empty_like_layout(sv.k);
+    gt.dk = rows_of<T>(dk);
+  }
+  if (needs[2]) {
+    dv = empty_like_layout(sv.v);
+    gt.dv = rows_of<T>(dv);
+  }
+  if (needs[3] && sv.bias.defined()) {
+    dbias = Tensor::zeros(sv.bias.shape(), sv.bias.dtype());
+    gt.dbias = dbias.data<T>();
+    gt.dbias_numel = dbias.numel();
+    gt.dbias_private = (sv.bias.size(0) == 1 && g.B > 1) || (sv.bias.size(1) == 1 && g.H > 1);
+  }
+  fast_backward<T>(rows_of<const T>(sv.q), rows_of<const T>(sv.k), rows_of<const T>(sv.v),
+                   bias_rows<T>(sv.bias, g), mask, g, rows_of<const T>(sv.out),
+                   sv.lse.data<T>(), rows_of<const T>(dout), gt);
+  return {dq, dk, dv, dbias};
+}
+
+template <typename T>
+Tensor fast_forward_entry(const FastSaved& sv) {
+  const Geometry& g = sv.geo;
+  const MaskSpec mask(sv.mask, g.Tk);
+  fast_forward<T>(rows_of<const T>(sv.q), rows_of<const T>(sv.k), rows_of<const T>(sv.v),
+                  bias_rows<T>(sv.bias, g), mask, g, rows_of<T>(sv.out), sv.lse.data<T>());
+  return sv.out;
+}
+
+}  // namespace
+
+Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const AttentionMask& mask, double scale) {
+  const Geometry g = check_args(q, k, v, mask, scale);
+  const MaskSpec spec(mask, g.Tk);
+  Tensor p;
+  Tensor out = reference_forward(q, k, v, mask.bias, spec, g, &p);
+  Tensor qd = q.detach(), kd = k.detach(), vd = v.detach();
+  Tensor bd = mask.bias.defined() ? mask.bias.detach() : Tensor();
+  return autograd::record(
+      "attention_reference", out, {q, k, v, mask.bias},
+      [qd, kd, vd, bd, p, g](const Tensor& grad, const std::vector<bool>& needs) {
+        return reference_backward(grad, qd, kd, vd, bd, p, g, needs);
+      });
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask,
+                 double scale) {
+  if (use_reference()) return attention_reference(q, k, v, mask, scale);
+  FastSaved sv;
+  sv.geo = check_args(q, k, v, mask, scale);
+  const Geometry& g = sv.geo;
+  sv.q = with_contiguous_rows(q);
+  sv.k = with_contiguous_rows(k);
+  sv.v = with_contiguous_rows(v);
+  if (mask.bias.defined()) sv.bias = with_contiguous_rows(mask.bias);
+  sv.mask = mask;
+  sv.mask.bias = Tensor();  // held (detached) in sv.bias; the closure must not own the graph
+  sv.out = empty_like_layout(sv.q);
+  sv.lse = Tensor::empty({g.B, g.H, g.Tq}, q.dtype());
+  Tensor out = q.dtype() == DType::f32 ? fast_forward_entry<float>(sv)
+                                       : fast_forward_entry<double>(sv);
+  sv.out = out.detach();  // the node hangs off `out`: saving `out` itself would own the node
+  return autograd::record("attention", out, {q, k, v, mask.bias},
+                          [sv](const Tensor& grad, const std::vector<bool>& needs) {
+                            return sv.q.dtype() == DType::f32
+                                       ? fast_backward_entry<float>(sv, grad, needs)
+                                       : fast_backward_entry<double>(sv, grad, needs);
+                          });
+}
+
+}  // namespace metalm::ops

@@ -8,6 +8,7 @@
 #include "metalm/ops/norm.h"
 #include "metalm/ops/random_ops.h"
 #include "metalm/ops/reduce.h"
+#include "metalm/ops/rotary.h"
 #include "metalm/ops/shape.h"
 #include "metalm/ops/softmax.h"
 #include "metalm/ops/vision.h"

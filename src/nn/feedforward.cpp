@@ -1,3 +1,5 @@
+// TorchScale's FeedForwardNetwork (reference-spec 1.3); the dropout generator is the module's
+// own, seeded from the init generator (D7).
 #include "metalm/nn/feedforward.h"
 
 #include "metalm/ops/elementwise.h"
@@ -12,7 +14,8 @@ FeedForwardNetwork::FeedForwardNetwork(const FeedForwardOptions& o, Generator& i
   fc1 = register_module("fc1", std::make_shared<Linear>(o.embed_dim, o.ffn_dim, true, init_gen));
   fc2 = register_module("fc2", std::make_shared<Linear>(o.ffn_dim, o.embed_dim, true, init_gen));
   if (o.subln)
-    ffn_layernorm = register_module("ffn_layernorm", std::make_shared<LayerNorm>(o.ffn_dim, o.layernorm_eps));
+    ffn_layernorm = register_module("ffn_layernorm",
+                                    std::make_shared<LayerNorm>(o.ffn_dim, o.layernorm_eps));
   ops::activation(Tensor::zeros({1}), o.activation);  // validates the name now, not mid-training
 }
 

@@ -1,0 +1,76 @@
+// TorchScale's MultiheadAttention on top of the one attention op (D5), with multiway
+// projections, SubLN's inner LayerNorm, xPos, relative-position bias and a preallocated KV cache.
+// Names: "q_proj", "k_proj", "v_proj", "out_proj" (".A"/".B" with multiway), "inner_attn_ln",
+// "xpos".
+#pragma once
+#include "metalm/nn/layers.h"
+#include "metalm/nn/multiway.h"
+#include "metalm/nn/positions.h"
+#include "metalm/ops/attention.h"
+
+namespace metalm::nn {
+
+// One layer's cache of unrotated keys and values: storage [B, H, capacity, head_dim] allocated
+// once; append() copies new rows in place (never grows by concatenation). Inference only: no
+// gradient flows through it.
+class KVCache {
+ public:
+  KVCache(int64_t batch, int64_t heads, int64_t capacity, int64_t head_dim,
+          DType dtype = DType::f32);
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+  // k, v: [B, H, t, head_dim]; throws ValueError when length + t > capacity.
+  void append(const Tensor& k, const Tensor& v);
+  Tensor keys() const;    // [B, H, length, head_dim] view
+  Tensor values() const;  // [B, H, length, head_dim] view
+  void truncate(int64_t length);  // drop entries past `length` (BEiT-3 captioning's MASK slot)
+  void reset() { length_ = 0; }
+
+ private:
+  Tensor k_, v_;
+  int64_t capacity_ = 0, length_ = 0;
+};
+
+struct MultiheadAttentionOptions {
+  int64_t embed_dim = 0;
+  int64_t num_heads = 0;
+  int64_t kdim = 0, vdim = 0;  // key/value input widths (0 = embed_dim)
+  bool self_attention = true;
+  bool subln = false;         // inner_attn_ln (self-attention only, spec 1.3)
+  int experts = 1;            // 1, or 2 for multiway A/B projections
+  double dropout = 0.0;       // attention-probability dropout (not supported yet when training)
+  double layernorm_eps = 1e-5;
+  bool xpos = false;          // xPos on q and k (self-attention only, spec 5.1)
+  int64_t xpos_scale_base = 512;
+};
+
+// Everything that varies per call.
+struct AttentionInputs {
+  Route route;                                   // multiway expert routing
+  ops::AttnMaskKind mask = ops::AttnMaskKind::full;
+  int64_t prefix_len = 0;                        // for AttnMaskKind::prefix
+  Tensor key_padding;                            // u8 [B, Tk], 1 = pad
+  Tensor segment_ids;                            // i32 [B, Tk] for segment masks
+  Tensor rel_bias;                               // [1 or B, H, Tq, Tk] additive bias
+  KVCache* cache = nullptr;                      // self-attention incremental state
+};
+
+class MultiheadAttention : public Module {
+ public:
+  // TorchScale init: xavier_uniform q/k/v with gain 1/sqrt(2), out_proj xavier_uniform, biases of
+  // q/k/v as torch.nn.Linear, out_proj bias 0.
+  MultiheadAttention(const MultiheadAttentionOptions& options, Generator& gen);
+
+  // query: [B, Tq, d]; key_value: [B, Tk, kdim] for cross-attention, undefined for self-attention.
+  // With a cache, the new keys/values are appended first and queries sit at positions
+  // cache_length_before .. + Tq - 1 (causal masks get q_offset accordingly).
+  Tensor forward(const Tensor& query, const Tensor& key_value, const AttentionInputs& in);
+
+  MultiheadAttentionOptions options;
+  Experts<Linear> q_proj, k_proj, v_proj, out_proj;
+  Experts<LayerNorm> inner_attn_ln;  // undefined unless subln and self-attention
+  std::shared_ptr<XPos> xpos;        // null unless options.xpos
+  int64_t head_dim = 0;
+};
+
+}  // namespace metalm::nn

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "apps/model_cmds.h"
 #include "apps/toy_lm.h"
 #include "metalm/core/error.h"
 #include "metalm/core/threads.h"
@@ -45,15 +46,60 @@ int main(int argc, char** argv) {
   toy_cmd->add_option("--temperature", toy.temperature, "sampling temperature")->capture_default_str()->check(CLI::PositiveNumber);
   toy_cmd->add_option("--prompt", toy.prompt, "sampling prompt")->capture_default_str();
 
+  metalm::apps::InitOptions init;
+  CLI::App* init_cmd = app.add_subcommand(
+      "init",
+      "Write a freshly initialised model directory (config.json + model.safetensors) with the\n"
+      "reference initialisation.\n"
+      "Example: metalm init --config configs/gpt-preln.json --out runs/gpt --seed 1");
+  add_common(init_cmd, threads, init.seed);
+  init_cmd->add_option("--config", init.config, "architecture config (JSON)")->required();
+  init_cmd->add_option("--out", init.out, "model directory to write")->required();
+
+  metalm::apps::ForwardOptions fwd;
+  uint64_t unused_seed = 0;
+  CLI::App* fwd_cmd = app.add_subcommand(
+      "forward",
+      "Run a model on token ids and write its logits (decoders) or final hidden states\n"
+      "(encoders) to a safetensors file.\n"
+      "Example: metalm forward --model runs/gpt --tokens tokens.json --out logits.safetensors\n"
+      "tokens.json holds a list of equal-length lists of ids, e.g. [[0, 17, 4], [0, 9, 2]].");
+  add_common(fwd_cmd, threads, unused_seed);
+  fwd_cmd->add_option("--model", fwd.model, "model directory")->required();
+  fwd_cmd->add_option("--tokens", fwd.tokens, "JSON list of lists of token ids")->required();
+  fwd_cmd->add_option("--out", fwd.out, "output safetensors file")->required();
+  fwd_cmd->add_option("--split", fwd.split,
+                      "multiway split position for encoders (-1: all vision expert A, 0: all "
+                      "language expert B, p: first p tokens A)")
+      ->capture_default_str();
+
+  std::string info_dir;
+  CLI::App* info_cmd = app.add_subcommand(
+      "info",
+      "Print a model directory's architecture and parameter count.\n"
+      "Example: metalm info runs/gpt");
+  add_common(info_cmd, threads, unused_seed);
+  info_cmd->add_option("dir", info_dir, "model directory")->required();
+
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::Success& e) {  // --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // one line, as every other error (D8)
+    std::fprintf(stderr, "metalm: error: %s (see --help)\n", e.what());
+    return e.get_exit_code() == 0 ? 2 : e.get_exit_code();
   }
   try {
     metalm::init_threads_from_env();
     if (threads >= 0) metalm::set_num_threads(threads);
     if (toy_cmd->parsed()) return metalm::apps::run_toy_lm(toy);
+    if (init_cmd->parsed()) return metalm::apps::run_init(init);
+    if (fwd_cmd->parsed()) return metalm::apps::run_forward(fwd);
+    if (info_cmd->parsed()) return metalm::apps::run_info(info_dir);
   } catch (const metalm::Error& e) {
     std::fprintf(stderr, "metalm: error: %s\n", e.what());
     return 1;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The metalm command line: every example config initialises and runs; bad input gives one line
+# on stderr and a non-zero exit (never a crash: exit codes >= 128 would be signals).
+# Usage: test_cli.sh METALM_BINARY CONFIG_DIR
+set -u
+bin="$1"; configs="$2"
+work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect_error NAME PATTERN CMD...: non-zero exit < 128, one stderr line containing PATTERN
+expect_error() {
+  local name="$1" pattern="$2"; shift 2
+  "$@" >"$work/out" 2>"$work/err"; local rc=$?
+  local lines; lines=$(wc -l < "$work/err")
+  if [ "$rc" -eq 0 ] || [ "$rc" -ge 128 ]; then bad "$name: exit code $rc"; return; fi
+  if [ "$lines" -ne 1 ]; then bad "$name: $lines stderr lines: $(cat "$work/err")"; return; fi
+  if ! grep -q -- "$pattern" "$work/err"; then bad "$name: stderr lacks '$pattern': $(cat "$work/err")"; return; fi
+  ok
+}
+
+"$bin" --help >/dev/null && ok || bad "--help"
+for cmd in init forward info toy-lm; do
+  "$bin" "$cmd" --help | grep -q "Example:" && ok || bad "$cmd --help has no example"
+done
+
+echo '[[0, 5, 9, 3], [0, 7, 2, 1]]' > "$work/tok.json"
+for c in "$configs"/*.json; do
+  n=$(basename "$c" .json)
+  if "$bin" init --config "$c" --out "$work/$n" --seed 3 >/dev/null; then ok; else bad "init $n"; continue; fi
+  [ -f "$work/$n/config.json" ] && [ -f "$work/$n/model.safetensors" ] && ok || bad "$n files"
+  if grep -q '"vocab_size": -1' "$work/$n/config.json"; then
+    expect_error "forward $n without vocabulary" "no embed_tokens" \
+      "$bin" forward --model "$work/$n" --tokens "$work/tok.json" --out "$work/$n.out"
+  else
+    "$bin" forward --model "$work/$n" --tokens "$work/tok.json" --out "$work/$n.out" >/dev/null \
+      && ok || bad "forward $n"
+  fi
+done
+# Same seed, same weights (D7).
+"$bin" init --config "$configs/gpt-preln.json" --out "$work/again" --seed 3 >/dev/null
+cmp -s "$work/again/model.safetensors" "$work/gpt-preln/model.safetensors" && ok || bad "init not deterministic"
+
+m="$work/gpt-preln"
+expect_error "missing config" "cannot open" "$bin" init --config "$work/nope.json" --out "$work/x"
+echo '{"model_type": "decoder", "decoder_embed_dimm": 64}' > "$work/typo.json"
+expect_error "config typo" "did you mean decoder_embed_dim" "$bin" init --config "$work/typo.json" --out "$work/x"
+echo '{"model_type": "decoder", "decoder_embed_dim": 65, "decoder_attention_heads": 4, "vocab_size": 10}' > "$work/odd.json"
+expect_error "bad head split" "decoder_embed_dim" "$bin" init --config "$work/odd.json" --out "$work/x"
+expect_error "not a model dir" "config.json" "$bin" forward --model "$work" --tokens "$work/tok.json" --out "$work/o"
+echo '[[0, 5], [1]]' > "$work/ragged.json"
+expect_error "ragged tokens" "same length" "$bin" forward --model "$m" --tokens "$work/ragged.json" --out "$work/o"
+echo '[[0, 99999]]' > "$work/range.json"
+expect_error "token out of range" "out of range" "$bin" forward --model "$m" --tokens "$work/range.json" --out "$work/o"
+echo '[[0, 1' > "$work/trunc.json"
+expect_error "truncated tokens JSON" "invalid JSON" "$bin" forward --model "$m" --tokens "$work/trunc.json" --out "$work/o"
+echo '[["a"]]' > "$work/str.json"
+expect_error "string token" "non-integer" "$bin" forward --model "$m" --tokens "$work/str.json" --out "$work/o"
+head -c 100 "$m/model.safetensors" > "$work/trunc.safetensors"
+cp -r "$m" "$work/broken"; cp "$work/trunc.safetensors" "$work/broken/model.safetensors"
+expect_error "truncated weights" "safetensors" "$bin" forward --model "$work/broken" --tokens "$work/tok.json" --out "$work/o"
+cp "$configs/gpt-postln.json" "$work/broken/config.json"
+cp "$work/bert-relpos/model.safetensors" "$work/broken/model.safetensors"
+expect_error "weights of another model" "load_state_dict" "$bin" forward --model "$work/broken" --tokens "$work/tok.json" --out "$work/o"
+expect_error "unknown flag" "" "$bin" init --bogus
+expect_error "bad threads" "" "$bin" info "$m" --threads -3
+METALM_NUM_THREADS=abc "$bin" info "$m" >/dev/null 2>"$work/err"; rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && grep -q METALM_NUM_THREADS "$work/err" && ok || bad "bad METALM_NUM_THREADS"
+expect_error "toy-lm missing data" "cannot open data file" "$bin" toy-lm --data "$work/none.txt" --steps 1
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

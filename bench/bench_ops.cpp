@@ -43,11 +43,6 @@ Tensor param(const Shape& s, uint64_t seed, double std = 1.0) {
   return g.normal(s, 0, std).set_requires_grad();
 }
 
-Tensor input(const Shape& s, uint64_t seed) {
-  Generator g(seed);
-  return g.normal(s, 0, 1);
-}
-
 // fwd+bwd of f with a fixed upstream gradient; gradients of the inputs are dropped each call.
 std::function<void()> fwd_bwd(std::vector<Tensor> leaves, std::function<Tensor()> f) {
   return [leaves, f]() mutable {

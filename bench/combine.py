@@ -27,6 +27,16 @@ def main():
                                   "peak_fraction": round(g_lin / PEAK_GFLOPS_2T, 3),
                                   "baseline_is": "dnnl_sgemm, same 3 GEMMs"}))
             continue
+        if m.get("tokens"):  # model benchmarks: tokens/s, fraction of peak from model FLOPs
+            x, y = m["tokens"] / m["seconds"], (b["tokens"] / b["seconds"] if b else None)
+            row = {"name": name, "unit": "tokens/s", "metalm": round(x, 1),
+                   "baseline": round(y, 1) if y else None, "ratio": round(x / y, 3) if y else None,
+                   "peak_fraction": round(m["flops"] / m["seconds"] / 1e9 / PEAK_GFLOPS_2T, 3),
+                   "baseline_peak_fraction": round(b["flops"] / b["seconds"] / 1e9 / PEAK_GFLOPS_2T, 3) if b else None,
+                   "metalm_peak_bytes": m.get("peak_bytes"),
+                   "baseline_peak_rss_bytes": b.get("peak_bytes") if b else None}
+            print(json.dumps(row))
+            continue
         if m["flops"]:
             unit, x = "GFLOP/s", m["flops"] / m["seconds"] / 1e9
             y = b["flops"] / b["seconds"] / 1e9 if b else None

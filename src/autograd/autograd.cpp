@@ -5,28 +5,71 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/strided.h"
+
 namespace metalm::autograd {
 namespace {
 
 thread_local bool g_grad_enabled = true;
 thread_local bool g_check_numerics = false;
 
-// out = a + b for float tensors of equal shape (fresh contiguous result).
+// out = a + b elementwise; all three of out's shape, any strides (gradients are often expanded
+// or permuted views, and reading them in place saves a contiguous copy). out may be a itself.
+void add_into(const Tensor& out, const Tensor& a, const Tensor& b) {
+  MLM_CHECK(out.dtype() == DType::f32 || out.dtype() == DType::f64, AutogradError,
+            "[backward] cannot accumulate ", out.str(), " gradients (f32 and f64 only)");
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    T* o = static_cast<T*>(out.raw_data());
+    const T* x = static_cast<const T*>(a.raw_data());
+    const T* y = static_cast<const T*>(b.raw_data());
+    detail::for_each_row<3>(
+        out.shape(), {&out.strides(), &a.strides(), &b.strides()},
+        [&](std::array<int64_t, 3> off, int64_t n, std::array<int64_t, 3> st) {
+          T* op = o + off[0];
+          const T* xp = x + off[1];
+          const T* yp = y + off[2];
+          if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+            for (int64_t i = 0; i < n; ++i) op[i] = xp[i] + yp[i];
+          } else {
+            for (int64_t i = 0; i < n; ++i) op[i * st[0]] = xp[i * st[1]] + yp[i * st[2]];
+          }
+        });
+  };
+  if (out.dtype() == DType::f32)
+    run(float{});
+  else
+    run(double{});
+}
+
 Tensor add_fresh(const Tensor& a, const Tensor& b) {
-  Tensor ac = a.contiguous(), bc = b.contiguous();
   Tensor out = Tensor::empty(a.shape(), a.dtype());
-  const int64_t n = out.numel();
-  if (a.dtype() == DType::f32) {
-    const float *x = ac.data<float>(), *y = bc.data<float>();
-    float* o = out.data<float>();
-    for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
-  } else {
-    const double *x = ac.data<double>(), *y = bc.data<double>();
-    double* o = out.data<double>();
-    for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
-  }
+  add_into(out, a, b);
   return out;
 }
+
+// True when t is a plain contiguous tensor that only `refs` handles (the caller's) can reach,
+// storage included: it may then become a leaf gradient, or be accumulated into, in place.
+// Anything else may be a view of a saved tensor, the caller's grad_output or a gradient the user
+// holds, and must not be adopted or written.
+bool is_private(const Tensor& t, long refs) {
+  const std::shared_ptr<TensorImpl>& p = t.impl_ptr();
+  return p.use_count() == refs && p->storage.use_count() == 1 && p->offset == 0 &&
+         !p->grad_fn && !p->requires_grad && t.is_contiguous();
+}
+
+// Turns the numerics check off while the check itself runs ops (a contiguous copy would check
+// itself), and back on even if they throw.
+class NumericsOff {
+ public:
+  NumericsOff() : prev_(g_check_numerics) { g_check_numerics = false; }
+  ~NumericsOff() { g_check_numerics = prev_; }
+  NumericsOff(const NumericsOff&) = delete;
+  NumericsOff& operator=(const NumericsOff&) = delete;
+
+ private:
+  bool prev_;
+};
 
 void check_grad(const Node& node, size_t i, const Tensor& g) {
   const Tensor& in = node.inputs[i];
@@ -40,15 +83,56 @@ void check_grad(const Node& node, size_t i, const Tensor& g) {
 
 bool has_non_finite(const Tensor& t) {
   if (!dtype_is_float(t.dtype())) return false;
-  g_check_numerics = false;  // the conversion below runs ops that would check themselves
-  std::vector<double> values = t.to_vector<double>();
-  g_check_numerics = true;
-  for (double v : values)
-    if (!std::isfinite(v)) return true;
+  NumericsOff off;
+  Tensor c = t.detach().contiguous();
+  const int64_t n = c.numel();
+  bool bad = false;
+  if (c.dtype() == DType::f32) {
+    const float* p = c.data<float>();
+    for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(p[i]);
+  } else if (c.dtype() == DType::f64) {
+    const double* p = c.data<double>();
+    for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(p[i]);
+  } else {
+    const bf16* p = c.data<bf16>();
+    for (int64_t i = 0; i < n; ++i) bad |= (p[i].bits & 0x7f80u) == 0x7f80u;  // exponent all 1s
+  }
+  return bad;
+}
+
+// True when out is a view of one of the inputs (reshape, permute, slice, expand): it holds no
+// value its input does not, so the numerics check leaves it to the op that made the input.
+bool is_view_of_input(const Tensor& out, const std::vector<Tensor>& inputs) {
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.impl().storage == out.impl().storage) return true;
   return false;
 }
 
 }  // namespace
+
+Node::~Node() {
+  // Dropping the inputs drops their producer nodes, which drop theirs: in a long chain that is
+  // one nested destructor call per node, and a few hundred thousand overflow the stack. Unlink
+  // the chain instead: a producer that only this chain keeps alive is moved to a work list, its
+  // inputs are taken in turn, and it is destroyed with none left.
+  std::vector<std::shared_ptr<Node>> unlinked;
+  auto take_producers = [&unlinked](std::vector<Tensor>& edges) {
+    for (Tensor& t : edges) {
+      if (!t.defined()) continue;
+      const std::shared_ptr<TensorImpl>& p = t.impl_ptr();
+      if (p.use_count() == 1 && p->grad_fn && p->grad_fn.use_count() == 1)
+        unlinked.push_back(std::move(p->grad_fn));
+    }
+    edges.clear();
+  };
+  take_producers(inputs);
+  while (!unlinked.empty()) {
+    std::shared_ptr<Node> node = std::move(unlinked.back());
+    unlinked.pop_back();
+    take_producers(node->inputs);
+    node->backward = nullptr;
+  }
+}
 
 bool is_grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
@@ -65,7 +149,7 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
 }
 
 Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn) {
-  if (g_check_numerics && has_non_finite(out))
+  if (g_check_numerics && !is_view_of_input(out, inputs) && has_non_finite(out))
     throw NumericError(detail::cat("[", name, "] produced NaN or Inf in its ", out.str(), " output"));
   if (!any_requires_grad(inputs)) return out;
   for (const Tensor& t : inputs)
@@ -98,13 +182,20 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
             "[backward] gradient ", grad.str(), " does not match root ", root.str());
   NoGradGuard no_grad;
 
+  // Leaf gradients are private contiguous tensors. g is adopted when nothing else can see it
+  // (saves a copy of every parameter gradient), else copied; a second gradient is added in place
+  // unless the caller holds the first (x.grad() keeps its values then).
   auto accumulate_leaf = [](const Tensor& leaf, const Tensor& g) {
     TensorImpl& li = leaf.impl();
     if (!li.grad) {
-      li.grad = g.clone().impl_ptr();
-    } else {
-      li.grad = add_fresh(Tensor(li.grad), g).impl_ptr();
+      li.grad = is_private(g, 1) ? g.impl_ptr() : g.clone().impl_ptr();
+      return;
     }
+    Tensor current(li.grad);  // handles: li.grad and current
+    if (is_private(current, 2))
+      add_into(current, current, g);
+    else
+      li.grad = add_fresh(current, g).impl_ptr();
   };
   if (root.is_leaf()) {
     accumulate_leaf(root, grad);
@@ -152,6 +243,8 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
         auto slot = pending.find(child);
         if (slot == pending.end())
           pending.emplace(child, grads[i]);
+        else if (is_private(slot->second, 1))
+          add_into(slot->second, slot->second, grads[i]);
         else
           slot->second = add_fresh(slot->second, grads[i]);
       } else {

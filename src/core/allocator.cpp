@@ -14,6 +14,10 @@ namespace metalm {
 namespace {
 
 constexpr size_t kAlign = 64;
+// No x86-64 or AArch64 process can map more than 2^47 bytes (128 TiB) of user space. Larger
+// requests are refused up front: they can never succeed, and size_class() must not see them
+// (its rounding would overflow size_t).
+constexpr size_t kMaxBytes = size_t(1) << 47;
 
 size_t size_class(size_t bytes) {
   if (bytes == 0) bytes = 1;
@@ -38,6 +42,8 @@ Cache& cache() {
 }  // namespace
 
 void* memory_allocate(size_t bytes) {
+  MLM_CHECK(bytes <= kMaxBytes, Error, "[allocator] cannot allocate ", bytes,
+            " bytes: more than the 2^47-byte address space");
   size_t cls = size_class(bytes);
   Cache& c = cache();
   {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "core/strided.h"
@@ -44,8 +45,15 @@ bool dtype_is_float(DType dtype) {
 // ---------------------------------------------------------------- shapes
 
 int64_t shape_numel(const Shape& shape) {
+  // A wrapped product would make empty() allocate a few bytes for a tensor that claims 2^80
+  // elements; throw instead. A zero size makes the product 0 whatever the other sizes are.
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  bool overflow = false;
+  for (int64_t s : shape) {
+    if (s == 0) return 0;
+    overflow = overflow || __builtin_mul_overflow(n, s, &n);
+  }
+  MLM_CHECK(!overflow, ShapeError, "[shape] ", shape_str(shape), " has more than 2^63 elements");
   return n;
 }
 
@@ -77,8 +85,13 @@ Storage::~Storage() { memory_release(data, bytes); }
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   for (int64_t s : shape)
     MLM_CHECK(s >= 0, ShapeError, "[empty] negative size in shape ", shape_str(shape));
+  const int64_t n = shape_numel(shape);
+  const int64_t esize = static_cast<int64_t>(dtype_size(dtype));
+  MLM_CHECK(esize > 0, DTypeError, "[empty] unknown dtype ", static_cast<int>(dtype));
+  MLM_CHECK(n <= std::numeric_limits<int64_t>::max() / esize, ShapeError, "[empty] ",
+            dtype_name(dtype), shape_str(shape), " needs more than 2^63 bytes");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(n * esize));
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -99,9 +112,9 @@ void fill_value(const Tensor& t, double value) {
     case DType::f32: fill_typed<float>(p, n, static_cast<float>(value)); break;
     case DType::f64: fill_typed<double>(p, n, value); break;
     case DType::bf16: fill_typed<bf16>(p, n, f32_to_bf16(static_cast<float>(value))); break;
-    case DType::i32: fill_typed<int32_t>(p, n, static_cast<int32_t>(value)); break;
-    case DType::i64: fill_typed<int64_t>(p, n, static_cast<int64_t>(value)); break;
-    case DType::u8: fill_typed<uint8_t>(p, n, static_cast<uint8_t>(value)); break;
+    case DType::i32: fill_typed<int32_t>(p, n, saturating_cast<int32_t>(value)); break;
+    case DType::i64: fill_typed<int64_t>(p, n, saturating_cast<int64_t>(value)); break;
+    case DType::u8: fill_typed<uint8_t>(p, n, saturating_cast<uint8_t>(value)); break;
   }
 }
 }  // namespace
@@ -211,7 +224,11 @@ template <typename T>
 T Tensor::item() const {
   MLM_CHECK(numel() == 1, ShapeError, "[item] expected one element, got ", str());
   if (dtype() == DType::i64) return static_cast<T>(*static_cast<const int64_t*>(raw_data()));
-  return static_cast<T>(load_as_double(raw_data(), dtype(), 0));
+  const double v = load_as_double(raw_data(), dtype(), 0);
+  if constexpr (std::is_integral_v<T>)
+    return dtype_is_float(dtype()) ? saturating_cast<T>(v) : static_cast<T>(v);
+  else
+    return static_cast<T>(v);
 }
 template float Tensor::item<float>() const;
 template double Tensor::item<double>() const;
@@ -220,7 +237,8 @@ template int32_t Tensor::item<int32_t>() const;
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = (dtype() == dtype_of<T>() ? *this : detach().to(dtype_of<T>())).contiguous();
+  // Detached first: reading values must not record clone or to nodes on a tensor needing grad.
+  Tensor c = (dtype() == dtype_of<T>() ? detach() : detach().to(dtype_of<T>())).contiguous();
   std::vector<T> out(static_cast<size_t>(c.numel()));
   if (!out.empty()) std::memcpy(out.data(), c.raw_data(), out.size() * sizeof(T));
   return out;
@@ -262,8 +280,13 @@ void copy_rows(const Tensor& dst, const Tensor& src) {
                                 d[i * st[0]] = s[i * st[1]];
                               else if constexpr (std::is_same_v<D, bf16>)
                                 d[i * st[0]] = f32_to_bf16(static_cast<float>(s[i * st[1]]));
+                              else if constexpr (std::is_same_v<S, bf16> && std::is_integral_v<D>)
+                                d[i * st[0]] = saturating_cast<D>(bf16_to_f32(s[i * st[1]]));
                               else if constexpr (std::is_same_v<S, bf16>)
                                 d[i * st[0]] = static_cast<D>(bf16_to_f32(s[i * st[1]]));
+                              else if constexpr (std::is_floating_point_v<S> &&
+                                                 std::is_integral_v<D>)
+                                d[i * st[0]] = saturating_cast<D>(s[i * st[1]]);
                               else
                                 d[i * st[0]] = static_cast<D>(s[i * st[1]]);
                             }
@@ -283,13 +306,23 @@ void copy_from(const Tensor& dst, const Tensor& src) {
 }
 }  // namespace
 
-void copy_into(const Tensor& dst, const Tensor& src) {
-  MLM_CHECK(dst.shape() == src.shape(), ShapeError, "[copy] shape mismatch: ", dst.str(), " <- ",
-            src.str());
-  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
-    if (dst.nbytes() > 0) std::memmove(dst.raw_data(), src.raw_data(), dst.nbytes());
+void copy_into(const Tensor& dst, const Tensor& src_in) {
+  MLM_CHECK(dst.shape() == src_in.shape(), ShapeError, "[copy] shape mismatch: ", dst.str(),
+            " <- ", src_in.str());
+  // A broadcast destination would have several threads write one element. (Empty tensors have
+  // 0 strides too: contiguous_strides of [3, 0] is [0, 1].)
+  for (int64_t d = 0; d < dst.dim() && dst.numel() > 0; ++d)
+    MLM_CHECK(dst.shape()[d] <= 1 || dst.strides()[d] != 0, ValueError,
+              "[copy] destination ", dst.str(), " is a broadcast (stride-0) view");
+  if (dst.dtype() == src_in.dtype() && dst.is_contiguous() && src_in.is_contiguous()) {
+    if (dst.nbytes() > 0) std::memmove(dst.raw_data(), src_in.raw_data(), dst.nbytes());
     return;
   }
+  // Strided copies run row by row in parallel: if src shares dst's storage (a shifted slice of
+  // the same tensor), read from a snapshot so no element is overwritten before it is read.
+  const Tensor src = dst.impl().storage == src_in.impl().storage && dst.numel() > 0
+                         ? src_in.detach().clone()
+                         : src_in;
   switch (dst.dtype()) {
     case DType::f32: copy_from<float>(dst, src); break;
     case DType::f64: copy_from<double>(dst, src); break;

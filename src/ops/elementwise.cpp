@@ -174,13 +174,16 @@ Tensor unary_grad(const Tensor& g, const Tensor& x, const Tensor& y, D d) {
   return out;
 }
 
-// One unary op: forward functor F, derivative functor D(x, y).
+enum class SavesX { yes, no };
+
+// One unary op: forward functor F, derivative functor D(x, y). An op whose derivative reads only
+// y says SavesX::no, so its graph node does not keep the input alive (d then gets y for x).
 template <typename F, typename D>
-Tensor unary_op(const Tensor& x, const char* op, F f, D d) {
+Tensor unary_op(const Tensor& x, const char* op, F f, D d, SavesX saves_x = SavesX::yes) {
   Tensor out = unary_map(x, op, f);
-  Tensor xd = x.detach(), yd = out.detach();
+  Tensor xd = saves_x == SavesX::yes ? x.detach() : Tensor(), yd = out.detach();
   return autograd::record(op, out, {x}, [xd, yd, d](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{unary_grad(g, xd, yd, d)};
+    return std::vector<Tensor>{unary_grad(g, xd.defined() ? xd : yd, yd, d)};
   });
 }
 
@@ -191,8 +194,11 @@ constexpr double kSqrt2OverPi = 0.79788456080286535588;
 }  // namespace
 
 Tensor add(const Tensor& a, double s) {
-  return unary_op(a, "add_scalar", [s](auto x) { return x + static_cast<decltype(x)>(s); },
-                  [](auto v, auto) { return decltype(v)(1); });
+  Tensor out = unary_map(a, "add_scalar", [s](auto x) { return x + static_cast<decltype(x)>(s); });
+  // The derivative is 1: pass the gradient through, no saved tensors and no multiply.
+  return autograd::record("add_scalar", out, {a}, [](const Tensor& g, const std::vector<bool>&) {
+    return std::vector<Tensor>{g};
+  });
 }
 
 Tensor mul(const Tensor& a, double s) {
@@ -209,7 +215,8 @@ Tensor square(const Tensor& a) {
 }
 
 Tensor exp(const Tensor& x) {
-  return unary_op(x, "exp", [](auto v) { return vm::exp(v); }, [](auto, auto y) { return y; });
+  return unary_op(x, "exp", [](auto v) { return vm::exp(v); }, [](auto, auto y) { return y; },
+                  SavesX::no);
 }
 
 Tensor log(const Tensor& x) {
@@ -219,7 +226,7 @@ Tensor log(const Tensor& x) {
 
 Tensor sqrt(const Tensor& x) {
   return unary_op(x, "sqrt", [](auto v) { return std::sqrt(v); },
-                  [](auto, auto y) { return decltype(y)(0.5) / y; });
+                  [](auto, auto y) { return decltype(y)(0.5) / y; }, SavesX::no);
 }
 
 Tensor rsqrt(const Tensor& x) {
@@ -229,17 +236,18 @@ Tensor rsqrt(const Tensor& x) {
 
 Tensor tanh(const Tensor& x) {
   return unary_op(x, "tanh", [](auto v) { return vm::tanh(v); },
-                  [](auto, auto y) { return decltype(y)(1) - y * y; });
+                  [](auto, auto y) { return decltype(y)(1) - y * y; }, SavesX::no);
 }
 
 Tensor sigmoid(const Tensor& x) {
   return unary_op(x, "sigmoid", [](auto v) { return vm::sigmoid(v); },
-                  [](auto, auto y) { return y * (decltype(y)(1) - y); });
+                  [](auto, auto y) { return y * (decltype(y)(1) - y); }, SavesX::no);
 }
 
 Tensor relu(const Tensor& x) {
+  // y > 0 exactly when x > 0, so the derivative reads y and x need not be saved.
   return unary_op(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); },
-                  [](auto v, auto) { return v > 0 ? decltype(v)(1) : decltype(v)(0); });
+                  [](auto, auto y) { return y > 0 ? decltype(y)(1) : decltype(y)(0); }, SavesX::no);
 }
 
 // Written without the cancellation in 1 + erf(x) and 1 + tanh(u) for x << 0 (PyTorch's f32

@@ -103,6 +103,7 @@ void gemm_reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* 
 
 // out[batch] = op(a) op(b) for every batch entry (no autograd).
 Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  MLM_CHECK(a.defined() && b.defined(), ValueError, "[matmul] undefined input");
   MLM_CHECK(a.dtype() == b.dtype() && (a.dtype() == DType::f32 || a.dtype() == DType::f64),
             DTypeError, "[matmul] expected two f32 or two f64 tensors, got ", a.str(), " and ",
             b.str());
@@ -201,6 +202,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 // accumulates onto it (beta = 1), so the bias costs no extra pass; backward is dX = dY W,
 // dW = dYᵀ X (two sgemm calls) and db = column sums of dY.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  MLM_CHECK(x.defined() && w.defined(), ValueError, "[linear] undefined input or weight");
   MLM_CHECK(w.dim() == 2, ShapeError, "[linear] weight must be [out, in], got ", w.str());
   MLM_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), ShapeError, "[linear] input ", x.str(),
             " does not match weight ", w.str());
@@ -208,17 +210,20 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
             "[linear] bias ", b.str(), " does not match weight ", w.str());
   MLM_CHECK(x.dtype() == w.dtype() && (!b.defined() || b.dtype() == w.dtype()), DTypeError,
             "[linear] dtypes differ: ", x.str(), ", ", w.str(), ", ", b.str());
+  MLM_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, DTypeError,
+            "[linear] expected f32 or f64, got ", x.str());
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  // Rows counted explicitly: reshape({-1, in}) cannot infer them when in == 0.
+  const int64_t rows = shape_numel(out_shape);
   out_shape.push_back(w.size(0));
   if (x.dtype() != DType::f32 || use_reference()) {  // composite: the reference path
-    Tensor y = matmul(x.reshape({-1, x.size(-1)}), w, false, true);
+    Tensor y = matmul(x.reshape({rows, x.size(-1)}), w, false, true);
     if (b.defined()) y = add(y, b);
     return y.reshape(out_shape);
   }
   const int64_t in = w.size(1), out = w.size(0);
-  Tensor x2 = x.detach().reshape({-1, in}).contiguous();
+  Tensor x2 = x.detach().reshape({rows, in}).contiguous();
   Tensor wc = w.detach().contiguous();
-  const int64_t rows = x2.size(0);
   Tensor y = Tensor::empty({rows, out}, DType::f32);
   float* yp = y.data<float>();
   float beta = 0.f;

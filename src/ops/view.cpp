@@ -47,15 +47,21 @@ Shape view_strides(const Tensor& t, const Shape& shape) {
 Tensor Tensor::reshape(const Shape& shape_in) const {
   Shape shape = shape_in;
   int64_t infer = -1, known = 1;
+  bool overflow = false, has_zero = false;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
       MLM_CHECK(infer < 0, ShapeError, "[reshape] more than one -1 in ", shape_str(shape_in));
       infer = static_cast<int64_t>(i);
     } else {
       MLM_CHECK(shape[i] >= 0, ShapeError, "[reshape] bad size in ", shape_str(shape_in));
-      known *= shape[i];
+      has_zero = has_zero || shape[i] == 0;
+      overflow = overflow || __builtin_mul_overflow(known, shape[i], &known);
     }
   }
+  if (has_zero) known = 0;
+  // A product past 2^63 cannot equal any tensor's numel.
+  MLM_CHECK(!overflow || has_zero, ShapeError, "[reshape] cannot reshape ", str(), " to ",
+            shape_str(shape_in));
   if (infer >= 0) {
     MLM_CHECK(known > 0 && numel() % known == 0, ShapeError, "[reshape] cannot reshape ", str(),
               " to ", shape_str(shape_in));
@@ -64,7 +70,8 @@ Tensor Tensor::reshape(const Shape& shape_in) const {
   MLM_CHECK(shape_numel(shape) == numel(), ShapeError, "[reshape] cannot reshape ", str(), " to ",
             shape_str(shape_in));
   Shape st = view_strides(*this, shape);
-  Tensor out = st.empty() && !shape.empty() ? contiguous().detach().reshape(shape)
+  // The copy is made from a detached view: this node is the one that records the reshape.
+  Tensor out = st.empty() && !shape.empty() ? detach().contiguous().reshape(shape)
                                             : make_view(*this, shape, st, impl().offset);
   Shape in_shape = this->shape();
   return autograd::record("reshape", out, {*this},
@@ -137,11 +144,12 @@ Tensor Tensor::expand(const Shape& shape_in) const {
     }
     int64_t have = shape()[i - lead];
     if (want == -1) want = have;
-    MLM_CHECK(have == want || have == 1, ShapeError, "[expand] cannot expand ", str(), " to ",
-              shape_str(shape_in));
+    MLM_CHECK(want >= 0 && (have == want || have == 1), ShapeError, "[expand] cannot expand ",
+              str(), " to ", shape_str(shape_in));
     sh[i] = want;
     st[i] = (have == want) ? strides()[i - lead] : 0;
   }
+  shape_numel(sh);  // throws if the view would have more than 2^63 elements
   Tensor out = make_view(*this, sh, st, impl().offset);
   Shape in_shape = shape();
   return autograd::record("expand", out, {*this},

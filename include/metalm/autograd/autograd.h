@@ -29,6 +29,11 @@ using BackwardFn =
     std::function<std::vector<Tensor>(const Tensor& grad_output, const std::vector<bool>& needs)>;
 
 struct Node {
+  Node() = default;
+  ~Node();  // unlinks long chains iteratively instead of recursing once per node
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
   std::string name;
   std::vector<Tensor> inputs;
   std::vector<bool> needs;  // needs[i]: input i requires grad

@@ -3,7 +3,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <type_traits>
 
 namespace metalm {
 
@@ -29,6 +31,22 @@ inline bf16 f32_to_bf16(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<uint16_t>((u >> 16) | 0x40)};  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return bf16{static_cast<uint16_t>(u >> 16)};
+}
+
+// Float -> integer conversion defined for every input (a plain cast is undefined behaviour for
+// NaN and out-of-range values): NaN gives 0, values beyond the integer's range saturate, others
+// truncate toward zero as a cast does. Used by every float -> integer path (to(), item(), full()).
+template <typename I, typename F>
+inline I saturating_cast(F v) {
+  static_assert(std::is_integral_v<I> && std::is_floating_point_v<F>);
+  // lo is a power of two (or 0), so exact in F; hi may round up to the next power of two, and
+  // v >= hi then still means "does not fit".
+  constexpr F lo = static_cast<F>(std::numeric_limits<I>::min());
+  constexpr F hi = static_cast<F>(std::numeric_limits<I>::max());
+  if (v != v) return 0;
+  if (v <= lo) return std::numeric_limits<I>::min();
+  if (v >= hi) return std::numeric_limits<I>::max();
+  return static_cast<I>(v);
 }
 
 // Compile-time dtype of a C++ element type.

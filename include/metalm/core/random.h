@@ -19,7 +19,9 @@ class Generator {
   static uint64_t hash(uint64_t seed, uint64_t counter);   // 64 random bits
   static double uniform_at(uint64_t seed, uint64_t counter);  // in [0, 1)
 
+  // Values in [low, high) also after rounding to dtype. One counter per element.
   Tensor uniform(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype = DType::f32);
+  // Box-Muller: two counters per element, so later draws never reuse its random bits.
   Tensor normal(const Shape& shape, double mean = 0.0, double std = 1.0, DType dtype = DType::f32);
   // Normal truncated to [mean - 2 std, mean + 2 std] by redrawing (as timm's trunc_normal_).
   Tensor trunc_normal(const Shape& shape, double std, DType dtype = DType::f32);

@@ -112,7 +112,8 @@ class Tensor {
 // A view of `base`'s storage with new geometry and no autograd history.
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset);
 
-// Copies src into dst elementwise (shapes must match, dtypes may differ). Not differentiable.
+// Copies src into dst elementwise (shapes must match, dtypes may differ; float -> integer
+// saturates, NaN -> 0). src may overlap dst; dst may not be a broadcast view. Not differentiable.
 void copy_into(const Tensor& dst, const Tensor& src);
 
 }  // namespace metalm

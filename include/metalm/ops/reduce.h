@@ -1,4 +1,5 @@
-// Reductions over dims: sum, mean, max. f32 (accumulated in f64 per output... see .cpp) and f64.
+// Reductions over dims: sum, mean, max, argmax. f32 (summed over 16 lanes, in f64 for long rows;
+// see .cpp) and f64. max and argmax let NaN win, as PyTorch does.
 #pragma once
 #include <vector>
 
@@ -11,7 +12,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 // Max over one dim; the gradient goes to the first maximal element.
 Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
-// Index of the max over the last dim (i64, not differentiable).
+// Index of the (first) max over the last dim (i64, not differentiable).
 Tensor argmax(const Tensor& x);
 
 // Sums a broadcast gradient back to `shape` (the inverse of expand). Not recorded.

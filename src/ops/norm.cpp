@@ -20,6 +20,7 @@
 #include "metalm/ops/elementwise.h"
 #include "metalm/ops/matmul.h"  // use_reference()
 #include "metalm/ops/reduce.h"
+#include "ops/rowwise.h"
 
 namespace metalm::ops {
 namespace {
@@ -55,61 +56,8 @@ T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-// ---------------------------------------------------------------- row reductions
-// Reductions keep four vectors of partial results (no serial dependency chain through one
-// accumulator) and add them up in a tree at the end. The order depends only on n, so results are
-// the same on every thread and for every thread count. f may also store or accumulate at i.
+using namespace rowwise;  // lane_sum, lane_sum2 (src/ops/rowwise.h)
 
-template <typename T>
-constexpr int kLanes = 64 / static_cast<int>(sizeof(T));  // elements per 512-bit vector
-
-template <typename T, int W>
-inline T tree_sum(T* acc) {
-#pragma GCC unroll 8
-  for (int w = W / 2; w > 0; w /= 2) {
-#pragma omp simd
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  }
-  return acc[0];
-}
-
-// sum_{i < n} f(i)
-template <typename T, typename F>
-inline T lane_sum(int64_t n, F f) {
-  constexpr int V = kLanes<T>, W = 4 * V;
-  alignas(64) T acc[W] = {};
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-#pragma omp simd
-    for (int l = 0; l < W; ++l) acc[l] += f(i + l);
-  }
-  for (; i + V <= n; i += V) {
-#pragma omp simd
-    for (int l = 0; l < V; ++l) acc[l] += f(i + l);
-  }
-  T s = tree_sum<T, W>(acc);
-  for (; i < n; ++i) s += f(i);
-  return s;
-}
-
-// Two sums at once: f(i, a, b) adds its terms to a and b.
-template <typename T, typename F>
-inline void lane_sum2(int64_t n, F f, T& sum_a, T& sum_b) {
-  constexpr int V = kLanes<T>, W = 2 * V;
-  alignas(64) T a[W] = {}, b[W] = {};
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-#pragma omp simd
-    for (int l = 0; l < W; ++l) f(i + l, a[l], b[l]);
-  }
-  for (; i + V <= n; i += V) {
-#pragma omp simd
-    for (int l = 0; l < V; ++l) f(i + l, a[l], b[l]);
-  }
-  sum_a = tree_sum<T, W>(a);
-  sum_b = tree_sum<T, W>(b);
-  for (; i < n; ++i) f(i, sum_a, sum_b);
-}
 
 // ---------------------------------------------------------------- layer_norm / rms_norm kernels
 // CENTER = true is layer_norm (subtract the mean), false is rms_norm (mean taken as 0).

@@ -14,6 +14,7 @@
 #include "metalm/ops/elementwise.h"
 #include "metalm/ops/matmul.h"  // use_reference()
 #include "metalm/ops/reduce.h"
+#include "ops/rowwise.h"
 #include "ops/vecmath.h"
 
 namespace metalm::ops {
@@ -32,68 +33,7 @@ void check_args(const Tensor& x, int64_t dim, const char* op) {
             " for ", x.str());
 }
 
-// ---------------------------------------------------------------- row reductions
-// Reductions keep four vectors of partial results (no serial dependency chain through one
-// accumulator) and add them up in a tree at the end. The order depends only on n, so results are
-// the same on every thread and for every thread count. Elements 0..n-1 are visited once each, so
-// f may also store (y[i] = ...).
-
-template <typename T>
-constexpr int kLanes = 64 / static_cast<int>(sizeof(T));  // elements per 512-bit vector
-
-template <typename T, int W>
-inline T tree_sum(T* acc) {
-#pragma GCC unroll 8
-  for (int w = W / 2; w > 0; w /= 2) {
-#pragma omp simd
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  }
-  return acc[0];
-}
-
-// sum_{i < n} f(i)
-template <typename T, typename F>
-inline T lane_sum(int64_t n, F f) {
-  constexpr int V = kLanes<T>, W = 4 * V;
-  alignas(64) T acc[W] = {};
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-#pragma omp simd
-    for (int l = 0; l < W; ++l) acc[l] += f(i + l);
-  }
-  for (; i + V <= n; i += V) {
-#pragma omp simd
-    for (int l = 0; l < V; ++l) acc[l] += f(i + l);
-  }
-  T s = tree_sum<T, W>(acc);
-  for (; i < n; ++i) s += f(i);
-  return s;
-}
-
-// max_{i < n} x[i]; NaNs are skipped here and propagate through exp(x - max) instead.
-template <typename T>
-inline T row_max(const T* x, int64_t n) {
-  constexpr int V = kLanes<T>, W = 4 * V;
-  alignas(64) T acc[W];
-  for (int l = 0; l < W; ++l) acc[l] = -std::numeric_limits<T>::infinity();
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-#pragma omp simd
-    for (int l = 0; l < W; ++l) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
-  }
-  for (; i + V <= n; i += V) {
-#pragma omp simd
-    for (int l = 0; l < V; ++l) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
-  }
-#pragma GCC unroll 8
-  for (int w = W / 2; w > 0; w /= 2) {
-#pragma omp simd
-    for (int l = 0; l < w; ++l) acc[l] = acc[l + w] > acc[l] ? acc[l + w] : acc[l];
-  }
-  T m = acc[0];
-  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
-}
+using namespace rowwise;  // lane_sum, row_max (src/ops/rowwise.h)
 
 // ---------------------------------------------------------------- row kernels
 
@@ -104,7 +44,7 @@ void forward_rows(const T* x, T* y, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    const T m = row_max(xr, cols);
+    const T m = row_max<T, false>(xr, cols, nullptr);
     if constexpr (LOG) {
       const T s = lane_sum<T>(cols, [=](int64_t i) { return vm::exp(xr[i] - m); });
       const T log_s = vm::log(s);

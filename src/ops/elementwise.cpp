@@ -259,9 +259,11 @@ Tensor gelu(const Tensor& x) {
         using T = decltype(v);
         return T(0.5) * v * vm::erfc(-v * T(kSqrt1_2));
       },
-      [](auto v, auto) {
+      [](auto v, auto y) {
         using T = decltype(v);
-        T cdf = T(0.5) * vm::erfc(-v * T(kSqrt1_2));
+        // Phi(x) = y / x reuses the forward's erfc (the costly part); exact to an ulp, and for
+        // x << 0 both sides underflow together. x = 0 takes Phi(0) = 1/2.
+        T cdf = v != T(0) ? y / v : T(0.5);
         T pdf = T(kInvSqrt2Pi) * vm::exp(T(-0.5) * v * v);
         return cdf + v * pdf;
       });

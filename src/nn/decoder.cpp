@@ -38,21 +38,12 @@ Decoder::Decoder(const DecoderConfig& cfg, Generator& gen, const StackOptions& s
   const int64_t d = cfg.decoder_embed_dim;
   auto make_ln = [&] { return std::make_shared<LayerNorm>(d, cfg.layernorm_eps); };
 
-  if (st.embed_tokens) {
-    MLM_CHECK(st.embed_tokens->weight.size(1) == d, ShapeError, "[Decoder] embed_tokens width ",
-              st.embed_tokens->weight.size(1), " != decoder_embed_dim ", d);
-    embed_tokens = register_module("embed_tokens", st.embed_tokens);
-  } else if (cfg.vocab_size > 0) {
-    embed_tokens = register_module(
-        "embed_tokens", detail::make_text_embedding(cfg.vocab_size, d, cfg.padding_idx, gen));
-  }
-  if (cfg.positions == PositionKind::learned)
-    learned_positions = register_module(
-        "embed_positions",
-        std::make_shared<LearnedPositionalEmbedding>(cfg.max_target_positions + 2, d, gen));
-  else if (cfg.positions == PositionKind::sinusoidal)
-    sinusoidal_positions = register_module(
-        "embed_positions", std::make_shared<SinusoidalPositionalEmbedding>(d, cfg.padding_idx));
+  const auto emb = detail::register_stack_embeddings(*this, "Decoder", st.embed_tokens, cfg.vocab_size,
+                                                     d, cfg.padding_idx, cfg.positions,
+                                                     cfg.max_target_positions, gen);
+  embed_tokens = emb.tokens;
+  learned_positions = emb.learned;
+  sinusoidal_positions = emb.sinusoidal;
   // The decoder's stack-level LNs are never multiway (spec 2.1).
   if (cfg.layernorm_embedding)
     layernorm_embedding = register_module("layernorm_embedding", make_ln());

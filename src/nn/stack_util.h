@@ -5,7 +5,9 @@
 #include <memory>
 
 #include "metalm/autograd/autograd.h"
+#include "metalm/nn/config.h"
 #include "metalm/nn/layers.h"
+#include "metalm/nn/positions.h"
 #include "metalm/ops/index.h"
 
 namespace metalm::nn::detail {
@@ -27,6 +29,37 @@ inline std::shared_ptr<Linear> make_output_projection(int64_t d, int64_t vocab, 
   NoGradGuard ng;
   copy_into(l->weight, gen.normal({vocab, d}, 0.0, 1.0 / std::sqrt(static_cast<double>(d))));
   return l;
+}
+
+// The token and position embeddings of a stack, registered on it as "embed_tokens" (the given
+// table, or a new TextEmbedding when vocab > 0) and "embed_positions" (learned tables index from
+// 2, so they hold max_positions + 2 rows; sinusoidal ones are fixed).
+struct StackEmbeddings {
+  std::shared_ptr<Embedding> tokens;
+  std::shared_ptr<LearnedPositionalEmbedding> learned;
+  std::shared_ptr<SinusoidalPositionalEmbedding> sinusoidal;
+};
+
+inline StackEmbeddings register_stack_embeddings(Module& stack, const char* op,
+                                                 const std::shared_ptr<Embedding>& given,
+                                                 int64_t vocab, int64_t d, int64_t padding_idx,
+                                                 PositionKind positions, int64_t max_positions,
+                                                 Generator& gen) {
+  StackEmbeddings e;
+  if (given) {
+    MLM_CHECK(given->weight.size(1) == d, ShapeError, "[", op, "] embed_tokens width ",
+              given->weight.size(1), " != embed_dim ", d);
+    e.tokens = stack.register_module("embed_tokens", given);
+  } else if (vocab > 0) {
+    e.tokens = stack.register_module("embed_tokens", make_text_embedding(vocab, d, padding_idx, gen));
+  }
+  if (positions == PositionKind::learned)
+    e.learned = stack.register_module(
+        "embed_positions", std::make_shared<LearnedPositionalEmbedding>(max_positions + 2, d, gen));
+  else if (positions == PositionKind::sinusoidal)
+    e.sinusoidal = stack.register_module(
+        "embed_positions", std::make_shared<SinusoidalPositionalEmbedding>(d, padding_idx));
+  return e;
 }
 
 // emb: [B, T, d]; mask: u8 [B, T]; features: [count(mask), d]. Overwrites the masked rows in

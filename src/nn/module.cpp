@@ -159,6 +159,23 @@ int64_t Module::freeze(const std::string& pattern, bool frozen) {
   return n;
 }
 
+void Module::to(DType dtype) {
+  MLM_CHECK(dtype == DType::f32 || dtype == DType::f64, DTypeError,
+            "[module] to(): f32 or f64 only, got ", dtype_name(dtype));
+  NamedTensors all;
+  collect("", &all, &all);
+  for (const auto& [name, t] : all) {
+    if (!(t.dtype() == DType::f32 || t.dtype() == DType::f64) || t.dtype() == dtype) continue;
+    Tensor converted = t.detach().to(dtype).contiguous();
+    TensorImpl& im = t.impl();
+    im.storage = converted.impl().storage;
+    im.offset = converted.impl().offset;
+    im.strides = converted.impl().strides;
+    im.dtype = dtype;
+    im.grad.reset();
+  }
+}
+
 void Module::train(bool on) {
   for_each_module([on](const std::string&, Module& m) {
     m.training_ = on;

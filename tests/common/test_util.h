@@ -31,6 +31,28 @@ double closeness(const Tensor& a, const Tensor& b, double rtol, double atol);
                                      const std::vector<Tensor>& inputs, double eps = 1e-6,
                                      double rtol = 1e-5, double atol = 1e-7);
 
+// Runs fn and expects an exception of type E whose message contains every one of `parts`.
+template <typename E>
+::testing::AssertionResult throws_with(const std::function<void()>& fn,
+                                       const std::vector<std::string>& parts) {
+  try {
+    fn();
+  } catch (const E& e) {
+    const std::string msg = e.what();
+    for (const std::string& p : parts)
+      if (msg.find(p) == std::string::npos)
+        return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
+    return ::testing::AssertionSuccess();
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "wrong exception type: " << e.what();
+  }
+  return ::testing::AssertionFailure() << "no exception";
+}
+template <typename E>
+::testing::AssertionResult throws_with(const std::function<void()>& fn, const char* part) {
+  return throws_with<E>(fn, std::vector<std::string>{part});
+}
+
 // Directory with the PyTorch reference files (env METALM_REF_DIR); empty if not set.
 std::string reference_dir();
 

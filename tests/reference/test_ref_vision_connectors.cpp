@@ -21,20 +21,6 @@ using metalm::test::all_close;
 
 namespace {
 
-// Converts every parameter of m to f64 in place (same TensorImpl, so the members that alias the
-// parameters follow). A stand-in for a Module::to(dtype) the nn layer does not have yet.
-void to_f64(nn::Module& m) {
-  for (const auto& [name, t] : m.named_parameters()) {
-    Tensor d = t.detach().to(DType::f64);
-    TensorImpl& im = t.impl();
-    im.storage = d.impl().storage;
-    im.offset = d.impl().offset;
-    im.strides = d.strides();
-    im.dtype = DType::f64;
-    im.grad.reset();
-  }
-}
-
 // Every test runs each case twice: f32 (the engine's working dtype) and f64 (the parameters
 // converted in place after loading, to separate math errors from f32 rounding).
 class VisionConnectorRef : public ::testing::Test {
@@ -99,7 +85,7 @@ class VisionConnectorRef : public ::testing::Test {
 
   void load(const std::string& c, nn::Module& m) const {
     m.load_state_dict(state_of(c), /*strict=*/true);
-    if (f64()) to_f64(m);
+    if (f64()) m.to(DType::f64);
   }
 
   static io::SafetensorsFile file_;

@@ -23,25 +23,12 @@ using metalm::test::all_close;
 using metalm::test::gradcheck;
 using metalm::test::randn;
 
+using metalm::test::throws_with;
+
 namespace {
 
 Tensor leaf(const Shape& s, uint64_t seed, DType dt = DType::f64) {
   return randn(s, seed, dt).set_requires_grad();
-}
-
-template <typename E>
-::testing::AssertionResult throws_with(const std::function<void()>& fn, const std::string& part) {
-  try {
-    fn();
-  } catch (const E& e) {
-    if (std::string(e.what()).find(part) == std::string::npos)
-      return ::testing::AssertionFailure()
-             << "message \"" << e.what() << "\" lacks \"" << part << "\"";
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "wrong exception type: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "no exception";
 }
 
 bool same_storage(const Tensor& a, const Tensor& b) {

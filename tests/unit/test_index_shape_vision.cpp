@@ -17,6 +17,8 @@ using metalm::test::all_close;
 using metalm::test::gradcheck;
 using metalm::test::randn;
 
+using metalm::test::throws_with;
+
 namespace {
 
 Tensor leaf(const Shape& s, uint64_t seed, DType dt = DType::f64) {
@@ -29,24 +31,6 @@ Tensor ids_of(const Shape& s, const std::vector<int64_t>& v) {
 
 Tensor mask_of(const Shape& s, const std::vector<uint8_t>& v) {
   return Tensor::from_vector<uint8_t>(s, v);
-}
-
-// Runs fn, expects an exception of type E whose message contains every one of `parts`.
-template <typename E>
-::testing::AssertionResult throws_with(const std::function<void()>& fn,
-                                       const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts)
-      if (msg.find(p) == std::string::npos)
-        return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "wrong exception type: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "no exception";
 }
 
 // Restores the OpenMP thread count when a test changes it.

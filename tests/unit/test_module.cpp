@@ -113,3 +113,20 @@ TEST(Module, TrainModeReachesChildren) {
   });
   EXPECT_EQ(n, 1 + 1 + 2 * 4);
 }
+
+TEST(Module, ToConvertsInPlaceKeepingLayerHandles) {
+  Generator gen(6);
+  Model m(gen);
+  Tensor w32 = m.layers->blocks[0]->fc1->weight.clone();
+  m.layers->blocks[0]->fc1->weight.impl().grad = Tensor::ones({8, 4}).impl_ptr();
+  m.to(DType::f64);
+  const Tensor& w = m.layers->blocks[0]->fc1->weight;  // the layer's own handle
+  EXPECT_EQ(w.dtype(), DType::f64);
+  EXPECT_TRUE(w.requires_grad());
+  EXPECT_FALSE(w.grad().defined());
+  EXPECT_TRUE(test::all_close(w, w32.to(DType::f64), 0, 0));
+  EXPECT_EQ(m.state_dict().at("layers.1.table").dtype(), DType::f64);  // float buffers too
+  Tensor y = m.layers->blocks[0]->fc1->forward(test::randn({2, 4}, 7, DType::f64));
+  EXPECT_EQ(y.dtype(), DType::f64);
+  EXPECT_THROW(m.to(DType::bf16), DTypeError);
+}

@@ -61,22 +61,6 @@ void randomise(nn::Module& m, uint64_t seed) {
     copy_into(p, p.detach() + g.normal(p.shape(), 0.0, 0.1, p.dtype()));
 }
 
-// Converts every parameter and buffer of m to f64 in place. Test-only: it rewrites the shared
-// TensorImpl, so the module's own handles (Linear::weight, ...) see the f64 storage too.
-void to_f64(nn::Module& m) {
-  auto convert = [](const Tensor& t) {
-    if (t.dtype() != DType::f32) return;
-    Tensor d = t.detach().to(DType::f64).contiguous();
-    TensorImpl& im = t.impl();
-    im.storage = d.impl().storage;
-    im.offset = d.impl().offset;
-    im.strides = d.impl().strides;
-    im.dtype = DType::f64;
-  };
-  for (auto& [n, t] : m.named_parameters()) convert(t);
-  for (auto& [n, t] : m.named_buffers()) convert(t);
-}
-
 // ------------------------------------------------------------------ incremental decoding
 
 struct IncCase {
@@ -435,7 +419,7 @@ TEST(GradCheck, EncoderLayerEveryForm) {
     Generator g(20);
     nn::TransformerLayer layer(o, g);
     randomise(layer, 21);
-    to_f64(layer);
+    layer.to(DType::f64);
     Tensor x = randn({2, 3, 8}, 22, DType::f64).set_requires_grad(true);
     Tensor bias = randn({1, 2, 3, 3}, 23, DType::f64).set_requires_grad(true);
     std::vector<uint8_t> pad = {0, 0, 0, 0, 0, 1};
@@ -460,7 +444,7 @@ TEST(GradCheck, DecoderLayerWithCrossAttentionEveryForm) {
     Generator g(30);
     nn::TransformerLayer layer(o, g);
     randomise(layer, 31);
-    to_f64(layer);
+    layer.to(DType::f64);
     Tensor x = randn({2, 3, 8}, 32, DType::f64).set_requires_grad(true);
     Tensor enc = randn({2, 4, 6}, 33, DType::f64).set_requires_grad(true);
     std::vector<Tensor> inputs = {x, enc};

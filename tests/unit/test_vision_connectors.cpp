@@ -20,38 +20,9 @@ using metalm::test::all_close;
 using metalm::test::gradcheck;
 using metalm::test::randn;
 
+using metalm::test::throws_with;
+
 namespace {
-
-template <typename E>
-::testing::AssertionResult throws_with(const std::function<void()>& fn,
-                                       const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts)
-      if (msg.find(p) == std::string::npos)
-        return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "wrong exception type: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "no exception";
-}
-
-// Converts every parameter of m to f64 in place (same TensorImpl, so the members that alias the
-// parameters follow), for finite-difference checks. Stands in for a Module::to(dtype).
-void to_f64(nn::Module& m) {
-  for (const auto& [name, t] : m.named_parameters()) {
-    Tensor d = t.detach().to(DType::f64);
-    TensorImpl& im = t.impl();
-    im.storage = d.impl().storage;
-    im.offset = d.impl().offset;
-    im.strides = d.strides();
-    im.dtype = DType::f64;
-    im.grad.reset();
-  }
-}
 
 void set(const Tensor& t, const std::vector<double>& v) {
   NoGradGuard ng;
@@ -156,7 +127,7 @@ TEST(VisionEmbedding, AnyImageSizeAllowsOtherMultiplesOfThePatch) {
 
 TEST(VisionEmbedding, GradcheckF64WithMask) {
   TinyVision t(true);
-  to_f64(*t.m);
+  t.m->to(DType::f64);
   Tensor img = randn({2, 1, 4, 4}, 11, DType::f64).set_requires_grad();
   Tensor mask = u8({2, 4}, {1, 0, 0, 1, 0, 1, 0, 0});
   EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>&) { return t.m->forward(img, mask); },
@@ -299,7 +270,7 @@ TEST(ClipVisionTower, GradcheckF64) {
   nn::ClipVisionOptions o = tiny_clip(true);
   o.image_size = 3;  // one patch: keeps the finite-difference loop short
   nn::ClipVisionTower m(o, gen);
-  to_f64(m);
+  m.to(DType::f64);
   // LN affine away from 1 / 0 so their gradients are not the trivial ones.
   set(m.ln_pre->weight, {1.2, 0.7, 1.1, 0.9, 1.3});
   set(m.ln_post->bias, {0.1, -0.2, 0.3, 0.0, 0.2});
@@ -392,7 +363,7 @@ TEST(Connector, GradcheckF64SimpleComplex) {
   for (const std::string kind : {"simple", "complex"}) {
     SCOPED_TRACE(kind);
     auto m = nn::build_connector(kind, 3, 4, {}, gen);
-    to_f64(*m);
+    m->to(DType::f64);
     Tensor x = randn({2, 3, 3}, 5, DType::f64).set_requires_grad();
     EXPECT_TRUE(
         gradcheck([&](const std::vector<Tensor>&) { return m->forward(x); }, params_and(*m, {x})));
@@ -440,7 +411,7 @@ TEST(Connector, XConnectorIsPerImageAndIgnoresFeatureOrder) {
 
 TEST(Connector, GradcheckF64XConnector) {
   auto m = tiny_x(3, 4, 2, 2, 6);
-  to_f64(*m);
+  m->to(DType::f64);
   Tensor x = randn({2, 3, 3}, 9, DType::f64).set_requires_grad();
   EXPECT_TRUE(
       gradcheck([&](const std::vector<Tensor>&) { return m->forward(x); }, params_and(*m, {x})));

@@ -41,6 +41,11 @@ class Module {
   // ('*' matches any run of characters, '?' one character); returns how many matched.
   int64_t freeze(const std::string& pattern, bool frozen = true);
 
+  // Converts every float parameter and buffer to `dtype` (f32 or f64) in place: the tensors keep
+  // their identity, so handles held by layers (Linear::weight, ...) see the new storage.
+  // Accumulated gradients are dropped.
+  void to(DType dtype);
+
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }

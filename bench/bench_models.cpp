@@ -1,11 +1,15 @@
 // Model-level benchmarks for bench/run: a GPT-style decoder training step (forward, cross
 // entropy, backward, AdamW) and a BERT-style encoder forward, at the shapes of baselines.md.
-// Prints one JSON line per case: median seconds per step, tokens per step, model FLOPs (matmul
-// only, training = 3x forward, as baselines.md counts them), and the allocator's peak bytes.
+// --precision bf16 runs the cases with bf16 GEMMs in linear() (names get the suffix _bf16). Prints one JSON line per
+// case: median seconds per step, tokens per step, model FLOPs (matmul only, training = 3x
+// forward, as baselines.md counts them), and peak memory (see time_and_report).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +18,7 @@
 #include "metalm/core/threads.h"
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/loss.h"
+#include "metalm/ops/matmul.h"
 #include "metalm/train/optim.h"
 
 using namespace metalm;
@@ -41,14 +46,51 @@ Tensor random_tokens(uint64_t seed) {
   return Tensor::from_vector<int64_t>({kBatch, kSeq}, ids);
 }
 
-void report(const char* name, std::vector<double> times, double flops_per_step, size_t peak) {
+// Resident set size now, from /proc/self/statm (pages), and the process's high-water mark.
+size_t current_rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  size_t pages_total = 0, pages_resident = 0;
+  f >> pages_total >> pages_resident;
+  return pages_resident * 4096;
+}
+size_t max_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<size_t>(u.ru_maxrss) * 1024;
+}
+
+// Times `step` (after one warm-up call) and prints the JSON line. Memory, measured the same way
+// as bench/torch_models.py: peak RSS during warm-up and timed steps minus the RSS after the model
+// and inputs were built (activations, gradients, optimizer state, workspace), and the allocator's
+// own peak of live tensor bytes over the timed steps.
+template <typename Step>
+void time_and_report(const std::string& name, const Step& step, int steps, double flops_per_step) {
+  const size_t rss_before = current_rss_bytes();
+  step();  // warm up
+  memory_reset_peak();
+  const size_t base = memory_stats().current_bytes;
+  std::vector<double> times;
+  for (int i = 0; i < steps; ++i) {
+    auto a = std::chrono::steady_clock::now();
+    step();
+    times.push_back(seconds_since(a));
+  }
+  const size_t tensor_peak = memory_stats().peak_bytes - base;
+  const size_t rss_growth = max_rss_bytes() > rss_before ? max_rss_bytes() - rss_before : 0;
   std::sort(times.begin(), times.end());
-  const double sec = times[times.size() / 2];
   std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"tokens\": %lld, \"flops\": %.6e, "
-              "\"peak_bytes\": %zu, \"threads\": %d}\n",
-              name, sec, static_cast<long long>(kBatch * kSeq), flops_per_step, peak,
-              get_num_threads());
+              "\"peak_bytes\": %zu, \"tensor_peak_bytes\": %zu, \"precision\": \"%s\", "
+              "\"threads\": %d}\n",
+              name.c_str(), times[times.size() / 2], static_cast<long long>(kBatch * kSeq),
+              flops_per_step, rss_growth, tensor_peak,
+              ops::matmul_precision_name(ops::matmul_precision()), get_num_threads());
   std::fflush(stdout);
+}
+
+// Case name with the precision suffix bench/combine.py and torch_models.py agree on.
+std::string case_name(const char* base) {
+  return ops::matmul_precision() == ops::MatmulPrecision::bf16 ? std::string(base) + "_bf16"
+                                                               : std::string(base);
 }
 
 void bench_gpt_train(int steps) {
@@ -74,17 +116,8 @@ void bench_gpt_train(int steps) {
     opt.step();
     opt.zero_grad();
   };
-  step();  // warm up
-  memory_reset_peak();
-  const size_t base = memory_stats().current_bytes;
-  std::vector<double> t;
-  for (int i = 0; i < steps; ++i) {
-    auto a = std::chrono::steady_clock::now();
-    step();
-    t.push_back(seconds_since(a));
-  }
-  report("gpt_train_step_6L_d384_B8xT256", t, 3.0 * forward_flops_per_token(true) * kBatch * kSeq,
-         memory_stats().peak_bytes - base);
+  time_and_report(case_name("gpt_train_step_6L_d384_B8xT256"), step, steps,
+                  3.0 * forward_flops_per_token(true) * kBatch * kSeq);
 }
 
 void bench_bert_forward(int steps) {
@@ -108,17 +141,8 @@ void bench_bert_forward(int steps) {
     in.features_only = true;
     return model.forward(in).features;
   };
-  step();
-  memory_reset_peak();
-  const size_t base = memory_stats().current_bytes;
-  std::vector<double> t;
-  for (int i = 0; i < steps; ++i) {
-    auto a = std::chrono::steady_clock::now();
-    step();
-    t.push_back(seconds_since(a));
-  }
-  report("bert_encoder_forward_6L_d384_B8xT256", t, forward_flops_per_token(false) * kBatch * kSeq,
-         memory_stats().peak_bytes - base);
+  time_and_report(case_name("bert_encoder_forward_6L_d384_B8xT256"), step, steps,
+                  forward_flops_per_token(false) * kBatch * kSeq);
 }
 
 }  // namespace
@@ -126,18 +150,27 @@ void bench_bert_forward(int steps) {
 int main(int argc, char** argv) {
   int steps = 10;
   std::string filter;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
-    else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--filter SUBSTRING]\n", argv[0]);
-      return 2;
+  ops::MatmulPrecision precision = ops::MatmulPrecision::f32;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
+      else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
+      else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
+        precision = ops::parse_matmul_precision(argv[++i]);
+      else throw ValueError(std::string("unknown argument '") + argv[i] + "'");
     }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\nusage: %s [--steps N] [--filter SUBSTRING] [--precision f32|bf16]\n",
+                 e.what(), argv[0]);
+    return 2;
   }
   init_threads_from_env();
-  if (filter.empty() || std::string("gpt_train_step").find(filter) != std::string::npos ||
-      filter.find("gpt") != std::string::npos)
-    bench_gpt_train(steps);
-  if (filter.empty() || filter.find("bert") != std::string::npos) bench_bert_forward(steps);
+  // One precision per process, so each case's RSS growth is its own (bench/run runs both).
+  ops::set_matmul_precision(precision);
+  for (const char* base : {"gpt_train_step_6L_d384_B8xT256", "bert_encoder_forward_6L_d384_B8xT256"}) {
+    if (!filter.empty() && case_name(base).find(filter) == std::string::npos) continue;
+    if (base[0] == 'g') bench_gpt_train(steps);
+    else bench_bert_forward(steps);
+  }
   return 0;
 }

@@ -4,6 +4,8 @@ import json
 import sys
 
 PEAK_GFLOPS_2T = 509.0  # measured fp32 FMA peak, 2 cores (../shared/baselines.md)
+# measured bf16 dot-product peak (vdpbf16ps), 2 cores: the limit of cases run with bf16 GEMMs
+PEAK_GFLOPS_2T_BF16 = 1017.0
 
 
 def load(path):
@@ -29,12 +31,19 @@ def main():
             continue
         if m.get("tokens"):  # model benchmarks: tokens/s, fraction of peak from model FLOPs
             x, y = m["tokens"] / m["seconds"], (b["tokens"] / b["seconds"] if b else None)
+            peak = PEAK_GFLOPS_2T_BF16 if m.get("precision") == "bf16" else PEAK_GFLOPS_2T
             row = {"name": name, "unit": "tokens/s", "metalm": round(x, 1),
                    "baseline": round(y, 1) if y else None, "ratio": round(x / y, 3) if y else None,
-                   "peak_fraction": round(m["flops"] / m["seconds"] / 1e9 / PEAK_GFLOPS_2T, 3),
-                   "baseline_peak_fraction": round(b["flops"] / b["seconds"] / 1e9 / PEAK_GFLOPS_2T, 3) if b else None,
-                   "metalm_peak_bytes": m.get("peak_bytes"),
+                   "peak_fraction": round(m["flops"] / m["seconds"] / 1e9 / peak, 3),
+                   "baseline_peak_fraction": round(b["flops"] / b["seconds"] / 1e9 / peak, 3) if b else None,
+                   "precision": m.get("precision", "f32"),
+                   "metalm_peak_rss_bytes": m.get("peak_bytes"),
+                   "metalm_tensor_peak_bytes": m.get("tensor_peak_bytes"),
                    "baseline_peak_rss_bytes": b.get("peak_bytes") if b else None}
+            if name.endswith("_bf16"):  # also against PyTorch's fp32 run of the same case
+                b32 = theirs.get(name[: -len("_bf16")])
+                if b32:
+                    row["ratio_vs_baseline_f32"] = round(x / (b32["tokens"] / b32["seconds"]), 3)
             print(json.dumps(row))
             continue
         if m["flops"]:

@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """PyTorch side of the model benchmarks (bench_models.cpp): a plain GPT-2-style Pre-LN decoder
 training step and a BERT-style encoder forward, 6L d384 h6 ffn1536 V8192, B8 x T256, fp32,
-matmul + softmax attention (what baselines.md measured). Peak memory = growth of max RSS."""
+matmul + softmax attention (what baselines.md measured). --precision bf16 runs the cases under
+torch.autocast("cpu", bfloat16) (suffix _bf16: bf16 matmuls through oneDNN, PyTorch's own mixed
+precision; faster here than a model cast to bf16). Peak memory = the high-water RSS during
+warm-up and timed steps minus the RSS after the model and inputs were built, as bench_models.cpp
+measures it."""
+import contextlib
 import json
 import math
 import resource
@@ -54,16 +59,21 @@ def flops_per_token(lm_head):
     return L * (2.0 * (4 * D * D + 2 * D * FFN) + 4.0 * T * D) + (2.0 * D * V if lm_head else 0)
 
 
+def current_rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
 def run(name, step, flops, steps):
+    before = current_rss_bytes()
     step()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ts = []
     for _ in range(steps):
         a = time.perf_counter()
         step()
         ts.append(time.perf_counter() - a)
     ts.sort()
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+    peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
     print(json.dumps({"name": name, "seconds": ts[len(ts) // 2], "tokens": B * T, "flops": flops,
                       "peak_bytes": peak, "threads": torch.get_num_threads()}), flush=True)
 
@@ -76,24 +86,42 @@ def main():
     torch.manual_seed(0)
     ids = torch.randint(3, V, (B, T))
     tgt = torch.randint(3, V, (B * T,))
-    if not flt or "gpt" in flt:
+    precision = args[args.index("--precision") + 1] if "--precision" in args else "f32"
+    if precision not in ("f32", "bf16"):
+        sys.exit(f"unknown --precision {precision!r}: f32 or bf16")
+    # one precision per process, so each case's RSS growth is its own (bench/run runs both)
+    suffix = "_bf16" if precision == "bf16" else ""
+
+    def autocast():
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    name = "gpt_train_step_6L_d384_B8xT256" + suffix
+    if not flt or flt in name:
+        torch.manual_seed(1)
         gpt = Model(causal=True)
-        opt = torch.optim.AdamW(gpt.parameters(), lr=3e-4, betas=(0.9, 0.98), weight_decay=0.01)
+        opt = torch.optim.AdamW(gpt.parameters(), lr=3e-4, betas=(0.9, 0.98),
+                                weight_decay=0.01)
 
         def train_step():
-            loss = F.cross_entropy(gpt(ids, True).view(-1, V), tgt)
+            with autocast():
+                loss = F.cross_entropy(gpt(ids, True).view(-1, V).float(), tgt)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-        run("gpt_train_step_6L_d384_B8xT256", train_step, 3 * flops_per_token(True) * B * T, steps)
-    if not flt or "bert" in flt:
+        run(name, train_step, 3 * flops_per_token(True) * B * T, steps)
+        del gpt, opt
+    name = "bert_encoder_forward_6L_d384_B8xT256" + suffix
+    if not flt or flt in name:
+        torch.manual_seed(2)
         bert = Model(causal=False).eval()
 
         def fwd():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 bert(ids, False)
-        run("bert_encoder_forward_6L_d384_B8xT256", fwd, flops_per_token(False) * B * T, steps)
-
+        run(name, fwd, flops_per_token(False) * B * T, steps)
+        del bert
 
 if __name__ == "__main__":
     main()

@@ -198,6 +198,54 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
       });
 }
 
+namespace {
+
+// A contiguous bf16 copy of an f32 tensor (round to nearest even).
+Tensor to_bf16(const Tensor& t) {
+  Tensor c = t.contiguous();
+  Tensor out = Tensor::empty(c.shape(), DType::bf16);
+  convert_to_bf16(c.data<float>(), out.data<bf16>(), c.numel());
+  return out;
+}
+
+// linear() under MatmulPrecision::bf16. x and w are rounded to bf16 once; the forward and both
+// backward GEMMs read the bf16 copies, which backward keeps instead of f32 ones (half the saved
+// bytes). The upstream gradient is rounded to bf16 for dX = dY W and dW = dYᵀ X; the bias is
+// added in f32 by the GEMM and db = column sums of the f32 gradient.
+Tensor linear_bf16(const Tensor& x, const Tensor& w, const Tensor& b, int64_t rows,
+                   const Shape& out_shape) {
+  const int64_t in = w.size(1), out = w.size(0);
+  Tensor xb = to_bf16(x.detach().reshape({rows, in}));
+  Tensor wb = to_bf16(w.detach());
+  Tensor bias = b.defined() ? b.detach().contiguous() : Tensor();
+  Tensor y = Tensor::empty({rows, out}, DType::f32);
+  gemm_bf16(false, true, rows, out, in, xb.data<bf16>(), in, wb.data<bf16>(), in, 0.f,
+            y.data<float>(), out, bias.defined() ? bias.data<float>() : nullptr);
+  return autograd::record(
+      "linear", y.reshape(out_shape), {x, w, b},
+      [xb, wb, rows, in, out, x_shape = x.shape()](const Tensor& g_in,
+                                                   const std::vector<bool>& needs) {
+        Tensor g = g_in.reshape({rows, out}).contiguous();
+        Tensor gb16 = to_bf16(g);
+        Tensor gx, gw, gb;
+        if (needs[0]) {
+          gx = Tensor::empty({rows, in}, DType::f32);
+          gemm_bf16(false, false, rows, in, out, gb16.data<bf16>(), out, wb.data<bf16>(), in, 0.f,
+                    gx.data<float>(), in);
+          gx = gx.reshape(x_shape);
+        }
+        if (needs[1]) {
+          gw = Tensor::empty({out, in}, DType::f32);
+          gemm_bf16(true, false, out, in, rows, gb16.data<bf16>(), out, xb.data<bf16>(), in, 0.f,
+                    gw.data<float>(), in);
+        }
+        if (needs[2]) gb = sum(g, {0});
+        return std::vector<Tensor>{gx, gw, gb};
+      });
+}
+
+}  // namespace
+
 // Fused for f32 on the fast path: the bias is written into the output rows first and sgemm
 // accumulates onto it (beta = 1), so the bias costs no extra pass; backward is dX = dY W,
 // dW = dYᵀ X (two sgemm calls) and db = column sums of dY.
@@ -221,6 +269,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     if (b.defined()) y = add(y, b);
     return y.reshape(out_shape);
   }
+  if (matmul_precision() == MatmulPrecision::bf16) return linear_bf16(x, w, b, rows, out_shape);
   const int64_t in = w.size(1), out = w.size(0);
   Tensor x2 = x.detach().reshape({rows, in}).contiguous();
   Tensor wc = w.detach().contiguous();

@@ -1,5 +1,7 @@
-// Matrix products on oneDNN sgemm (f32) with a plain-loop reference (and the f64 path).
+// Matrix products on oneDNN sgemm (f32) and bf16 matmul, with a plain-loop reference (and f64).
 #pragma once
+#include <string>
+
 #include "metalm/core/tensor.h"
 
 namespace metalm::ops {
@@ -15,6 +17,43 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc);
+
+// Plain C = op(A) op(B) + beta * C (+ bias[n] on every row, if given) with bf16 operands and f32
+// accumulation and output, through oneDNN's matmul primitive (AVX512-BF16 brgemm kernels).
+// beta is 0 or 1. Row-major buffers; lda/ldb are the row strides of the stored matrices.
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
+               int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
+               const float* bias = nullptr);
+
+// dst[i] = bf16(src[i]), round to nearest even (the Tensor::to rule), parallel and vectorized.
+void convert_to_bf16(const float* src, bf16* dst, int64_t n);
+
+// Precision of the GEMMs inside linear() for f32 tensors, process-wide, like PyTorch's
+// torch.set_float32_matmul_precision. f32 (the default): exact sgemm. bf16: the operands of the
+// forward and of both backward GEMMs are rounded to bf16 (8-bit mantissa, relative error up to
+// 2^-9 per operand) and the products accumulate in f32; about 2x faster on AVX512-BF16 CPUs.
+// Parameters, activations and gradients stay f32. Never switched on silently: the CLI's
+// --matmul-precision and this call are the only ways in. A linear() records the precision it
+// ran with, so its backward uses the same one.
+enum class MatmulPrecision { f32, bf16 };
+void set_matmul_precision(MatmulPrecision precision);
+MatmulPrecision matmul_precision();
+const char* matmul_precision_name(MatmulPrecision precision);  // "f32", "bf16"
+// Parses "f32" / "bf16"; throws ValueError naming the text otherwise.
+MatmulPrecision parse_matmul_precision(const std::string& text);
+
+// Sets the precision for a scope and restores the previous one.
+class MatmulPrecisionGuard {
+ public:
+  explicit MatmulPrecisionGuard(MatmulPrecision precision)
+      : saved_(matmul_precision()) { set_matmul_precision(precision); }
+  ~MatmulPrecisionGuard() { set_matmul_precision(saved_); }
+  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
+  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
+
+ private:
+  MatmulPrecision saved_;
+};
 
 // Route every op with a fast path to its plain reference implementation (tests, --use-ref).
 void set_use_reference(bool on);

@@ -1,0 +1,97 @@
+// bf16 GEMM on oneDNN's matmul primitive (f32 accumulation and output), the f32 -> bf16 operand
+// conversion, and the process-wide precision setting that linear() reads. oneDNN keeps its own
+// primitive cache, so re-creating the primitive for a seen shape costs about 2 us.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <atomic>
+
+#include "metalm/ops/matmul.h"
+
+namespace metalm::ops {
+namespace {
+
+std::atomic<MatmulPrecision> g_precision{MatmulPrecision::f32};
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// One bf16 value from the bits of an f32, with the branch-free form of f32_to_bf16 (dtype.h) so
+// the loop vectorizes: round to nearest even, NaN stays a quiet NaN.
+inline uint16_t round_to_bf16_bits(uint32_t u) {
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+
+}  // namespace
+
+void set_matmul_precision(MatmulPrecision precision) { g_precision = precision; }
+MatmulPrecision matmul_precision() { return g_precision; }
+
+const char* matmul_precision_name(MatmulPrecision precision) {
+  return precision == MatmulPrecision::bf16 ? "bf16" : "f32";
+}
+
+MatmulPrecision parse_matmul_precision(const std::string& text) {
+  if (text == "f32") return MatmulPrecision::f32;
+  if (text == "bf16") return MatmulPrecision::bf16;
+  throw ValueError("[matmul_precision] expected f32 or bf16, got '" + text + "'");
+}
+
+void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
+  const auto* s = reinterpret_cast<const uint32_t*>(src);
+  auto* d = reinterpret_cast<uint16_t*>(dst);
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) d[i] = round_to_bf16_bits(s[i]);
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
+               int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
+               const float* bias) {
+  MLM_CHECK(beta == 0.f || beta == 1.f, ValueError, "[gemm_bf16] beta must be 0 or 1, got ",
+            beta);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // C = beta C + bias
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        c[i * ldc + j] = (beta == 0.f ? 0.f : c[i * ldc + j]) + (bias ? bias[j] : 0.f);
+    return;
+  }
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  // Logical A [m, k] and B [k, n]; a transposed operand is the same buffer with swapped strides.
+  dnnl::memory::desc a_md({m, k}, dt::bf16, trans_a ? dims{1, lda} : dims{lda, 1});
+  dnnl::memory::desc b_md({k, n}, dt::bf16, trans_b ? dims{1, ldb} : dims{ldb, 1});
+  dnnl::memory::desc c_md({m, n}, dt::f32, dims{ldc, 1});
+  dnnl::memory::desc bias_md({1, n}, dt::f32, dims{n, 1});
+  dnnl::primitive_attr attr;
+  if (beta == 1.f) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.f);
+    attr.set_post_ops(ops);
+  }
+  dnnl::engine& engine = cpu_engine();
+  try {
+    dnnl::matmul::primitive_desc pd =
+        bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), attr,
+                                            engine)
+             : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine);
+    dnnl::matmul prim(pd);
+    dnnl::memory a_mem(a_md, engine, const_cast<bf16*>(a));
+    dnnl::memory b_mem(b_md, engine, const_cast<bf16*>(b));
+    dnnl::memory c_mem(c_md, engine, c);
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine, const_cast<float*>(bias)));
+    dnnl::stream stream(engine);
+    prim.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(std::string("[gemm_bf16] oneDNN failed (") + e.what() + ") for M=" +
+                std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k));
+  }
+}
+
+}  // namespace metalm::ops

@@ -1,0 +1,180 @@
+// bf16 GEMM, the f32 -> bf16 conversion and linear() under MatmulPrecision::bf16.
+// The oracle for every bf16 product is an f64 loop over the bf16-rounded operands: a product of
+// two bf16 values is exact in f32, so the only error left is f32 accumulation (~k * 2^-24 of
+// sum |a||b|), far below the 2^-9 rounding error the bf16 operands themselves carry. A test that
+// compared with unrounded operands at bf16 tolerance would pass for a wrong rounding rule too.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "metalm/ops/elementwise.h"
+#include "metalm/ops/matmul.h"
+#include "metalm/ops/reduce.h"
+#include "common/test_util.h"
+
+namespace metalm {
+namespace {
+
+using ops::MatmulPrecision;
+
+std::vector<float> random_floats(int64_t n, uint64_t seed) {
+  return test::randn({n}, seed).to_vector<float>();
+}
+
+std::vector<bf16> rounded(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = f32_to_bf16(v[i]);
+  return out;
+}
+
+float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+TEST(ConvertToBf16, MatchesScalarRuleOnSpecialAndRandomValues) {
+  std::vector<float> v = {0.f, -0.f, 1.f, -1.5f, std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(),
+                          from_bits(0x7f800001u),   // signalling NaN: must stay NaN
+                          from_bits(0x3f808000u),   // exact tie, even below: rounds down
+                          from_bits(0x3f818000u),   // exact tie, odd below: rounds up
+                          from_bits(0x3f808001u),   // just above a tie: rounds up
+                          from_bits(0x00000001u),   // smallest denormal
+                          from_bits(0x7f7fffffu),   // largest finite: rounds to inf
+                          std::numeric_limits<float>::min()};
+  std::vector<float> r = random_floats(100003, 1);  // odd length: exercises the vector tail
+  v.insert(v.end(), r.begin(), r.end());
+  std::vector<bf16> out(v.size());
+  ops::convert_to_bf16(v.data(), out.data(), static_cast<int64_t>(v.size()));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const bf16 want = f32_to_bf16(v[i]);
+    ASSERT_EQ(out[i].bits, want.bits) << "element " << i << " = " << v[i];
+  }
+  EXPECT_TRUE(std::isnan(bf16_to_f32(out[6])) && std::isnan(bf16_to_f32(out[7])));
+  EXPECT_EQ(out[8].bits, 0x3f80);
+  EXPECT_EQ(out[9].bits, 0x3f82);
+  EXPECT_EQ(out[10].bits, 0x3f81);
+  EXPECT_TRUE(std::isinf(bf16_to_f32(out[12])));
+}
+
+struct GemmCase {
+  bool ta, tb;
+  int64_t m, n, k;
+  float beta;
+  bool bias;
+};
+
+TEST(GemmBf16, MatchesF64LoopOnRoundedOperandsForEveryLayout) {
+  const std::vector<GemmCase> cases = {
+      {false, false, 37, 19, 53, 0.f, false}, {false, true, 37, 19, 53, 0.f, true},
+      {true, false, 37, 19, 53, 1.f, false},  {true, true, 37, 19, 53, 1.f, true},
+      {false, true, 256, 384, 96, 0.f, true}, {true, false, 64, 48, 300, 0.f, false},
+      {false, false, 1, 7, 5, 1.f, true},     {false, true, 5, 3, 0, 1.f, true}};
+  for (const GemmCase& c : cases) {
+    SCOPED_TRACE(testing::Message() << "ta=" << c.ta << " tb=" << c.tb << " m=" << c.m
+                                    << " n=" << c.n << " k=" << c.k << " beta=" << c.beta
+                                    << " bias=" << c.bias);
+    // Stored matrices with row strides larger than their width (padded rows).
+    const int64_t a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
+    const int64_t b_rows = c.tb ? c.n : c.k, b_cols = c.tb ? c.k : c.n;
+    const int64_t lda = a_cols + 3, ldb = b_cols + 5, ldc = c.n + 2;
+    std::vector<bf16> a = rounded(random_floats(std::max<int64_t>(a_rows * lda, 1), 2));
+    std::vector<bf16> b = rounded(random_floats(std::max<int64_t>(b_rows * ldb, 1), 3));
+    std::vector<float> bias = random_floats(c.n, 4);
+    std::vector<float> c0 = random_floats(c.m * ldc, 5);
+    std::vector<float> out = c0;
+    ops::gemm_bf16(c.ta, c.tb, c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.beta, out.data(),
+                   ldc, c.bias ? bias.data() : nullptr);
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) {
+        double acc = 0, mag = 0;
+        for (int64_t p = 0; p < c.k; ++p) {
+          const double x = bf16_to_f32(c.ta ? a[p * lda + i] : a[i * lda + p]);
+          const double y = bf16_to_f32(c.tb ? b[j * ldb + p] : b[p * ldb + j]);
+          acc += x * y;
+          mag += std::fabs(x * y);
+        }
+        const double want = acc + c.beta * c0[i * ldc + j] + (c.bias ? bias[j] : 0.0);
+        const double tol = 1e-6 * (mag + std::fabs(c0[i * ldc + j]) + 1.0);
+        ASSERT_NEAR(out[i * ldc + j], want, tol) << "at (" << i << ", " << j << ")";
+      }
+    for (int64_t i = 0; i < c.m; ++i)  // the padding between rows of C is untouched
+      for (int64_t j = c.n; j < ldc; ++j) ASSERT_EQ(out[i * ldc + j], c0[i * ldc + j]);
+  }
+}
+
+TEST(GemmBf16, RejectsBetaOtherThanZeroOrOne) {
+  std::vector<bf16> a(4), b(4);
+  std::vector<float> c(4);
+  EXPECT_TRUE(test::throws_with<ValueError>(
+      [&] { ops::gemm_bf16(false, false, 2, 2, 2, a.data(), 2, b.data(), 2, 0.5f, c.data(), 2); },
+      "[gemm_bf16] beta must be 0 or 1"));
+}
+
+// f64 linear on bf16-rounded copies of x and w: what linear() under bf16 must equal.
+Tensor round_to_bf16(const Tensor& t) { return t.to(DType::bf16).to(DType::f64); }
+
+TEST(LinearBf16, ForwardAndGradientsEqualF64OnRoundedOperands) {
+  Tensor x = test::randn({3, 41, 24}, 10).set_requires_grad();
+  Tensor w = test::randn({33, 24}, 11).set_requires_grad();
+  Tensor b = test::randn({33}, 12).set_requires_grad();
+  Tensor g = test::randn({3, 41, 33}, 13);
+  Tensor y;
+  {
+    ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
+    EXPECT_EQ(ops::matmul_precision(), MatmulPrecision::bf16);
+    y = ops::linear(x, w, b);
+  }
+  EXPECT_EQ(ops::matmul_precision(), MatmulPrecision::f32);  // guard restored the default
+  y.backward(g);  // backward after the guard is gone: runs with the precision of the forward
+
+  Tensor xr = round_to_bf16(x), wr = round_to_bf16(w), gr = round_to_bf16(g);
+  Tensor y_want = ops::add(ops::matmul(xr.reshape({123, 24}), wr, false, true).reshape({3, 41, 33}),
+                           b.detach().to(DType::f64));
+  Tensor gx_want = ops::matmul(gr.reshape({123, 33}), wr).reshape({3, 41, 24});
+  Tensor gw_want = ops::matmul(gr.reshape({123, 33}), xr.reshape({123, 24}), true, false);
+  Tensor gb_want = ops::sum(g.to(DType::f64).reshape({123, 33}), {0});
+  EXPECT_TRUE(test::all_close(y.to(DType::f64), y_want, 1e-6, 1e-5));
+  EXPECT_TRUE(test::all_close(x.grad().to(DType::f64), gx_want, 1e-6, 1e-5));
+  EXPECT_TRUE(test::all_close(w.grad().to(DType::f64), gw_want, 1e-6, 1e-5));
+  EXPECT_TRUE(test::all_close(b.grad().to(DType::f64), gb_want, 1e-6, 1e-5));
+
+  // And it really is lower precision: f32 linear differs by about the bf16 rounding error.
+  std::vector<float> y32 = ops::linear(x.detach(), w.detach(), b.detach()).to_vector<float>();
+  std::vector<float> y16 = y.to_vector<float>();
+  double diff = 0;
+  for (size_t i = 0; i < y32.size(); ++i) diff = std::max<double>(diff, std::fabs(y32[i] - y16[i]));
+  EXPECT_GT(diff, 1e-4);
+  EXPECT_LT(diff, 0.2);
+}
+
+TEST(LinearBf16, NoBiasEmptyRowsAndF64Unaffected) {
+  ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
+  Tensor x = test::randn({0, 8}, 20).set_requires_grad();
+  Tensor w = test::randn({5, 8}, 21).set_requires_grad();
+  Tensor y = ops::linear(x, w);
+  EXPECT_EQ(y.shape(), (Shape{0, 5}));
+  y.backward(Tensor::zeros({0, 5}, DType::f32));
+  for (float v : w.grad().to_vector<float>()) EXPECT_EQ(v, 0.f);
+  // f64 tensors keep the exact reference path whatever the precision setting.
+  Tensor xd = test::randn({4, 8}, 22, DType::f64), wd = test::randn({5, 8}, 23, DType::f64);
+  Tensor yd = ops::linear(xd, wd);
+  EXPECT_TRUE(test::all_close(yd, ops::matmul(xd, wd, false, true), 1e-15, 1e-15));
+}
+
+TEST(MatmulPrecision, ParsesNamesAndRejectsOthers) {
+  EXPECT_EQ(ops::parse_matmul_precision("bf16"), MatmulPrecision::bf16);
+  EXPECT_EQ(ops::parse_matmul_precision("f32"), MatmulPrecision::f32);
+  EXPECT_STREQ(ops::matmul_precision_name(MatmulPrecision::bf16), "bf16");
+  EXPECT_TRUE(test::throws_with<ValueError>([] { ops::parse_matmul_precision("fp16"); },
+                                            "expected f32 or bf16, got 'fp16'"));
+}
+
+}  // namespace
+}  // namespace metalm

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,22 @@ std::vector<Case> make_cases() {
                        ops::AttentionMask m;
                        m.kind = ops::AttnMaskKind::causal;
                        return fwd_bwd({q, k, v}, [=] { return ops::attention(q, k, v, m); });
+                     }});
+  }
+  // The same with probability dropout 0.1 (training as KOSMOS-1 does): the mask is regenerated
+  // from counters in backward, so the cost is the hashing.
+  for (int64_t T : {256, 1024}) {
+    double flops = 7.0 * 2.0 * 4 * 8 * T * T * 64 / 2.0;
+    cases.push_back({"attention_causal_dropout_fwd_bwd_T" + std::to_string(T), flops, [T] {
+                       Tensor q = param({4, 8, T, 64}, 4), k = param({4, 8, T, 64}, 5),
+                              v = param({4, 8, T, 64}, 6);
+                       ops::AttentionMask m;
+                       m.kind = ops::AttnMaskKind::causal;
+                       auto step = std::make_shared<uint64_t>(0);
+                       return fwd_bwd({q, k, v}, [=] {
+                         ops::AttentionDropout d{0.1, 7, (*step)++ * uint64_t(4 * 8 * T * T)};
+                         return ops::attention(q, k, v, m, 0.0, d);
+                       });
                      }});
   }
   // Row-wise ops at [8, 256, C].

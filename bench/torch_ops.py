@@ -44,6 +44,8 @@ def cases():
         yield f"linear_fwd_bwd_{m}x{k}x{n}", 3 * 2.0 * m * k * n, setup
     for T in [256, 1024, 2048]:
         yield f"attention_causal_fwd_bwd_T{T}", 7 * 2.0 * 4 * 8 * T * T * 64 / 2, None
+    for T in [256, 1024]:
+        yield f"attention_causal_dropout_fwd_bwd_T{T}", 7 * 2.0 * 4 * 8 * T * T * 64 / 2, None
     for C in [384, 8192]:
         sh = f"8x256x{C}"
 
@@ -71,8 +73,9 @@ def cases():
         yield f"cross_entropy_fwd_bwd_{sh}", 0, ce
 
 
-def attention_case(T, repeats):
-    """Matmul-softmax-matmul with a causal mask, fwd+bwd; prints seconds and peak RSS growth."""
+def attention_case(T, repeats, dropout):
+    """Matmul-softmax-matmul with a causal mask (and dropout p on the probabilities), fwd+bwd;
+    prints seconds and peak RSS growth."""
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     q, k, v = (torch.randn(4, 8, T, 64, requires_grad=True) for _ in range(3))
     mask = torch.ones(T, T, dtype=torch.bool).triu(1)
@@ -80,7 +83,8 @@ def attention_case(T, repeats):
     def f():
         s = (q * 64 ** -0.5) @ k.transpose(-1, -2)
         s = s.masked_fill(mask, float("-inf"))
-        return torch.softmax(s, -1) @ v
+        p = torch.softmax(s, -1)
+        return (F.dropout(p, dropout) if dropout else p) @ v
     sec = median_seconds(fwd_bwd([q, k, v], f), repeats)
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
     print(json.dumps({"seconds": sec, "peak_bytes": peak}))
@@ -93,7 +97,8 @@ def main():
     flt = args[args.index("--filter") + 1] if "--filter" in args else ""
     torch.set_num_threads(threads)
     if "--attention" in args:
-        attention_case(int(args[args.index("--attention") + 1]), repeats)
+        dropout = float(args[args.index("--dropout") + 1]) if "--dropout" in args else 0.0
+        attention_case(int(args[args.index("--attention") + 1]), repeats, dropout)
         return
     for name, flops, setup in cases():
         if flt and flt not in name:
@@ -101,7 +106,8 @@ def main():
         if setup is None:
             T = int(name.rsplit("T", 1)[1])
             out = subprocess.run([sys.executable, __file__, "--attention", str(T), "--threads",
-                                  str(threads), "--repeats", str(repeats)],
+                                  str(threads), "--repeats", str(repeats),
+                                  "--dropout", "0.1" if "dropout" in name else "0"],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout)
             sec, peak = r["seconds"], r["peak_bytes"]

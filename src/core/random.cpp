@@ -5,17 +5,8 @@
 
 namespace metalm {
 
-uint64_t Generator::hash(uint64_t seed, uint64_t counter) {
-  uint64_t z = seed * 0xD1B54A32D192ED03ull + counter * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  z = (z ^ (z >> 29)) * 0xBF58476D1CE4E5B9ull;
-  return z ^ (z >> 32);
-}
-
-double Generator::uniform_at(uint64_t seed, uint64_t counter) {
-  return static_cast<double>(hash(seed, counter) >> 11) * (1.0 / 9007199254740992.0);
+uint64_t Generator::keep_threshold(double p) {
+  return static_cast<uint64_t>(std::ceil(p * 9007199254740992.0));
 }
 
 namespace {

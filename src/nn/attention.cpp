@@ -1,6 +1,6 @@
 // MultiheadAttention: projections (multiway-routed), head split as views, xPos, the fused
-// attention op with the scaling passed in (TorchScale scales q before q kᵀ: same math), inner
-// LayerNorm, output projection.
+// attention op with the scaling passed in (TorchScale scales q before q kᵀ: same math) and the
+// probability dropout in training, inner LayerNorm, output projection.
 #include "metalm/nn/attention.h"
 
 #include <cmath>
@@ -55,7 +55,7 @@ void xavier_uniform(Linear& l, double gain, Generator& gen) {
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& o, Generator& gen)
-    : options(o) {
+    : options(o), dropout_gen_(Generator::hash(gen.seed(), gen.reserve(1))) {
   MLM_CHECK(o.embed_dim > 0 && o.num_heads > 0 && o.embed_dim % o.num_heads == 0, ValueError,
             "[MultiheadAttention] embed_dim ", o.embed_dim, " must be a positive multiple of ",
             "num_heads ", o.num_heads);
@@ -91,8 +91,6 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
   MLM_CHECK(query.dim() == 3 && query.size(2) == options.embed_dim, ShapeError,
             "[MultiheadAttention] query must be [B, T, ", options.embed_dim, "], got ",
             query.str());
-  MLM_CHECK(options.dropout == 0.0 || !is_training(), ValueError,
-            "[MultiheadAttention] attention_dropout > 0 in training is not supported yet");
   const bool self = !key_value.defined();
   MLM_CHECK(self == options.self_attention, ValueError, "[MultiheadAttention] built for ",
             options.self_attention ? "self" : "cross", "-attention but called for ",
@@ -130,7 +128,13 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
   mask.key_padding = in.key_padding;
   mask.segment_ids = in.segment_ids;
   mask.bias = in.rel_bias;
-  Tensor a = ops::attention(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(D)));
+  ops::AttentionDropout dropout;
+  if (is_training() && options.dropout > 0) {  // one counter per probability [B, H, Tq, Tk]
+    dropout.p = options.dropout;
+    dropout.seed = dropout_gen_.seed();
+    dropout.counter = dropout_gen_.reserve(static_cast<uint64_t>(B * H * Tq * Tk));
+  }
+  Tensor a = ops::attention(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(D)), dropout);
   a = a.permute({0, 2, 1, 3}).reshape({B, Tq, H * D});
   if (inner_attn_ln.defined())
     a = inner_attn_ln.apply(a, in.route,

@@ -16,6 +16,9 @@
 //
 // A query row with no visible key outputs zeros (and gets zero gradients), where PyTorch would
 // produce NaN (reference-spec 1.3 [quirk]).
+//
+// Dropout of the probabilities (training) uses counter-based keep decisions (DropoutSpec), so
+// backward regenerates the mask of each tile instead of storing a Tq x Tk one.
 #include "metalm/ops/attention.h"
 
 #include <omp.h>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "metalm/autograd/autograd.h"
+#include "metalm/core/random.h"
 #include "metalm/ops/matmul.h"
 #include "ops/attention_kernels.h"
 #include "ops/vecmath.h"
@@ -209,12 +213,66 @@ struct MaskSpec {
   }
 };
 
+// The probability dropout, resolved. keep() is the one definition of which probabilities survive
+// (the reference path uses it); apply_row() and factor_row() are its integer-threshold row forms
+// for the fast path (vectorized hash), equal to it by Generator::keep_threshold.
+struct DropoutSpec {
+  bool on = false;
+  double p = 0;
+  uint64_t seed = 0, counter = 0, threshold = 0;
+  int64_t H = 0, Tq = 0, Tk = 0;
+
+  DropoutSpec(const AttentionDropout& d, const Geometry& g)
+      : on(d.p > 0), p(d.p), seed(d.seed), counter(d.counter),
+        threshold(Generator::keep_threshold(d.p)), H(g.H), Tq(g.Tq), Tk(g.Tk) {}
+
+  // Counter of element (b, h, i, 0); element j adds j.
+  uint64_t row_counter(int64_t b, int64_t h, int64_t i) const {
+    return counter + static_cast<uint64_t>(((b * H + h) * Tq + i) * Tk);
+  }
+  bool keep(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    return Generator::uniform_at(seed, row_counter(b, h, i) + static_cast<uint64_t>(j)) >= p;
+  }
+  template <typename T>
+  T scale() const {  // 1/(1-p) rounded to T, as ops::dropout
+    return static_cast<T>(1.0 / (1.0 - p));
+  }
+  // x[jj] = keep(row, j0 + jj) ? x[jj] * scale : 0 for jj < n; row = row_counter(b, h, i).
+  template <typename T>
+  void apply_row(T* x, uint64_t row, int64_t j0, int64_t n) const {
+    const T sc = scale<T>();
+    const uint64_t c0 = row + static_cast<uint64_t>(j0);
+#pragma omp simd
+    for (int64_t jj = 0; jj < n; ++jj)
+      x[jj] = (Generator::hash(seed, c0 + static_cast<uint64_t>(jj)) >> 11) >= threshold
+                  ? x[jj] * sc
+                  : T(0);
+  }
+  // f[jj] = keep(row, j0 + jj) ? scale : 0 for jj < n.
+  template <typename T>
+  void factor_row(T* f, uint64_t row, int64_t j0, int64_t n) const {
+    const T sc = scale<T>();
+    const uint64_t c0 = row + static_cast<uint64_t>(j0);
+#pragma omp simd
+    for (int64_t jj = 0; jj < n; ++jj)
+      f[jj] = (Generator::hash(seed, c0 + static_cast<uint64_t>(jj)) >> 11) >= threshold ? sc
+                                                                                          : T(0);
+  }
+};
+
+void check_dropout(const AttentionDropout& d) {
+  MLM_CHECK(d.p >= 0.0 && d.p < 1.0, ValueError, "[attention] dropout p must be in [0, 1), got ",
+            d.p);  // written so that NaN fails too
+}
+
 // ---------------------------------------------------------------- reference path
 
 // Dense per-(b, h) loops in f64. q, k, v: [B, H, T*, D] -> out [B, H, Tq, D] (dtype of q);
-// p: f64 [B, H, Tq, Tk], the probabilities, saved for backward.
+// p: f64 [B, H, Tq, Tk], the probabilities, saved for backward; with dropout, f: f64
+// [B, H, Tq, Tk], the dropout factor of each probability (0 or 1/(1-p)), also saved.
 Tensor reference_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
-                         const MaskSpec& mask, const Geometry& g, Tensor* p_out) {
+                         const MaskSpec& mask, const DropoutSpec& drop, const Geometry& g,
+                         Tensor* p_out, Tensor* f_out) {
   const int64_t B = g.B, H = g.H, Tq = g.Tq, Tk = g.Tk, D = g.D;
   const std::vector<double> qv = q.detach().to_vector<double>();
   const std::vector<double> kv = k.detach().to_vector<double>();
@@ -223,6 +281,8 @@ Tensor reference_forward(const Tensor& q, const Tensor& k, const Tensor& v, cons
   if (bias.defined()) bv = bias.detach().to_vector<double>();
   std::vector<double> out(static_cast<size_t>(B * H * Tq * D), 0.0);
   std::vector<double> p(static_cast<size_t>(B * H * Tq * Tk), 0.0);
+  std::vector<double> f(drop.on ? p.size() : 0, 0.0);
+  const double drop_scale = drop.scale<double>();
   std::vector<double> s(static_cast<size_t>(Tk));
   const double neg_inf = -std::numeric_limits<double>::infinity();
   for (int64_t b = 0; b < B; ++b)
@@ -249,24 +309,33 @@ Tensor reference_forward(const Tensor& q, const Tensor& k, const Tensor& v, cons
         double sum = 0;
         for (int64_t j = 0; j < Tk; ++j) sum += (pi[j] = std::exp(s[j] - mx));
         for (int64_t j = 0; j < Tk; ++j) pi[j] /= sum;
+        double* fi = drop.on ? f.data() + (bh * Tq + i) * Tk : nullptr;
+        if (fi)
+          for (int64_t j = 0; j < Tk; ++j) fi[j] = drop.keep(b, h, i, j) ? drop_scale : 0.0;
         double* oi = out.data() + (bh * Tq + i) * D;
-        for (int64_t j = 0; j < Tk; ++j)
-          for (int64_t d = 0; d < D; ++d) oi[d] += pi[j] * vh[j * D + d];
+        for (int64_t j = 0; j < Tk; ++j) {
+          const double pj = fi ? pi[j] * fi[j] : pi[j];
+          for (int64_t d = 0; d < D; ++d) oi[d] += pj * vh[j * D + d];
+        }
       }
     }
   *p_out = Tensor::from_vector<double>({B, H, Tq, Tk}, p);
+  if (drop.on) *f_out = Tensor::from_vector<double>({B, H, Tq, Tk}, f);
   return Tensor::from_vector<double>({B, H, Tq, D}, out).to(q.dtype());
 }
 
-// From the saved probabilities p: dS = p * (dP - rowsum(dP * p)) with dP = dO v^T, then
-// dq = scale dS k, dk = dS^T (q scale), dv = p^T dO, dbias = dS summed over broadcast dims.
+// From the saved probabilities p (and dropout factors f, 1 without dropout): dP = f (dO v^T),
+// dS = p * (dP - rowsum(dP * p)), then dq = scale dS k, dk = dS^T (q scale), dv = (p f)^T dO,
+// dbias = dS summed over broadcast dims.
 std::vector<Tensor> reference_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                        const Tensor& v, const Tensor& bias, const Tensor& p_saved,
-                                       const Geometry& g, const std::vector<bool>& needs) {
+                                       const Tensor& f_saved, const Geometry& g,
+                                       const std::vector<bool>& needs) {
   const int64_t B = g.B, H = g.H, Tq = g.Tq, Tk = g.Tk, D = g.D;
   const std::vector<double> qv = q.to_vector<double>(), kv = k.to_vector<double>();
   const std::vector<double> vv = v.to_vector<double>(), gv = grad_out.to_vector<double>();
   const double* p = p_saved.data<double>();  // contiguous f64, made by reference_forward
+  const double* f = f_saved.defined() ? f_saved.data<double>() : nullptr;
   std::vector<double> dq(qv.size(), 0.0), dk(kv.size(), 0.0), dv(vv.size(), 0.0);
   std::vector<double> dbias(bias.defined() ? static_cast<size_t>(bias.numel()) : 0, 0.0);
   std::vector<double> ds(static_cast<size_t>(Tk));
@@ -279,20 +348,22 @@ std::vector<Tensor> reference_backward(const Tensor& grad_out, const Tensor& q, 
                                   (bias.size(1) == 1 ? 0 : h)) * Tq * Tk;
       for (int64_t i = 0; i < Tq; ++i) {
         const double* pi = p + (bh * Tq + i) * Tk;
+        const double* fi = f ? f + (bh * Tq + i) * Tk : nullptr;
         const double* gi = gv.data() + (bh * Tq + i) * D;
         double row_dot = 0;  // sum_j p_ij dP_ij
         for (int64_t j = 0; j < Tk; ++j) {
           double dp = 0;
           for (int64_t d = 0; d < D; ++d) dp += gi[d] * vv[(bh * Tk + j) * D + d];
-          ds[j] = dp;
-          row_dot += pi[j] * dp;
+          ds[j] = fi ? fi[j] * dp : dp;
+          row_dot += pi[j] * ds[j];
         }
         for (int64_t j = 0; j < Tk; ++j) {
           ds[j] = pi[j] * (ds[j] - row_dot);
+          const double pd = fi ? pi[j] * fi[j] : pi[j];
           for (int64_t d = 0; d < D; ++d) {
             dq[(bh * Tq + i) * D + d] += g.scale * ds[j] * kv[(bh * Tk + j) * D + d];
             dk[(bh * Tk + j) * D + d] += ds[j] * g.scale * qv[(bh * Tq + i) * D + d];
-            dv[(bh * Tk + j) * D + d] += pi[j] * gi[d];
+            dv[(bh * Tk + j) * D + d] += pd * gi[d];
           }
           if (dbias_h) dbias_h[i * Tk + j] += ds[j];
         }
@@ -501,10 +572,11 @@ struct BiasRows {
 // 2 KB for H D = 512). With one query block (decode, short sequences) each tile is visited once:
 // it is packed into L1 scratch instead, and for 1-2 query rows the scores are plain dot products
 // with the key rows (transposing the tile would cost more than the product).
+// With dropout, each row's probabilities are dropped after their (undropped) sum is taken.
 template <typename T>
 void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<const T>& v,
-                  const BiasRows<T>& bias, const MaskSpec& mask, const Geometry& g,
-                  const Rows<T>& out, T* lse) {
+                  const BiasRows<T>& bias, const MaskSpec& mask, const DropoutSpec& drop,
+                  const Geometry& g, const Rows<T>& out, T* lse) {
   const int64_t D = g.D, Dp = round_up(D, kVec<T>);
   const TilePlan plan(mask, g);
   const T scale = static_cast<T>(g.scale);
@@ -596,6 +668,7 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
           m[r] = m_new;
         }
         l[r] += sum;
+        if (drop.on) drop.apply_row(sr, drop.row_counter(b, h, i0 + r), j0, nk);
       }
       // o: [nq, Dp] += p: [nq, nk] . v block: [nk, Dp]
       const T* vt = v_all + (bh * plan.nkb + kb) * tile_v;
@@ -633,22 +706,24 @@ struct GradTargets {
 // key blocks outer (dK, dV of the block accumulate in scratch), query blocks inner (dQ of the
 // whole (b, h) accumulates in scratch, linear in Tq). A broadcast bias gradient goes to a
 // per-thread copy summed afterwards in thread order (static schedule: deterministic, D7).
+// With dropout (factors F = keep ? 1/(1-p) : 0, regenerated per tile): dV += (P F)^T dO,
+// dS = P (F dP - Drow); Drow = rowsum(dO * O) still holds, O being the dropped output.
 template <typename T>
 void fast_backward(const Rows<const T>& q, const Rows<const T>& k, const Rows<const T>& v,
-                   const BiasRows<T>& bias, const MaskSpec& mask, const Geometry& g,
-                   const Rows<const T>& o, const T* lse, const Rows<const T>& dout,
-                   const GradTargets<T>& gt) {
+                   const BiasRows<T>& bias, const MaskSpec& mask, const DropoutSpec& drop,
+                   const Geometry& g, const Rows<const T>& o, const T* lse,
+                   const Rows<const T>& dout, const GradTargets<T>& gt) {
   const int64_t D = g.D, Dp = round_up(D, kVec<T>), Tq = g.Tq;
   const TilePlan plan(mask, g);
   const T scale = static_cast<T>(g.scale);
   const bool need_dq = gt.dq.base != nullptr, need_dk = gt.dk.base != nullptr;
   const bool need_dv = gt.dv.base != nullptr, need_dbias = gt.dbias != nullptr;
   const bool need_ds = need_dq || need_dk || need_dbias;
-  enum Piece : size_t { kQ, kDO, kDQ, kDrow, kLse, kKt, kKp, kVt, kDK, kDV, kS, kDP };
+  enum Piece : size_t { kQ, kDO, kDQ, kDrow, kLse, kKt, kKp, kVt, kDK, kDV, kS, kDP, kF };
   const bool parallel = use_pool(g.B * g.H, g);
   const Scratch<T> scratch({Tq * Dp, Tq * Dp, Tq * Dp, Tq, Tq, D * kBlockK, kBlockK * Dp,
                             D * kBlockK, kBlockK * Dp, kBlockK * Dp, kBlockQ * kBlockK,
-                            kBlockQ * kBlockK},
+                            kBlockQ * kBlockK, drop.on ? kBlockQ * kBlockK : 1},
                            parallel);
   const int nthreads = parallel ? std::max(1, omp_get_max_threads()) : 1;
   Tensor dbias_copies;  // [nthreads, bias numel] when the bias is broadcast
@@ -672,6 +747,7 @@ void fast_backward(const Rows<const T>& q, const Rows<const T>& k, const Rows<co
     T* dvb = scratch.get(tid, kDV);    // [BK, Dp] dV of the key block
     T* p = scratch.get(tid, kS);       // [BQ, BK] probabilities
     T* ds = scratch.get(tid, kDP);     // [BQ, BK] dP, then dS
+    T* fac = scratch.get(tid, kF);     // [BQ, BK] dropout factors (with dropout)
     T* dbias_bh = nullptr;             // dbias slice [Tq, Tk] of this (b, h)
     if (need_dbias) {
       T* base = gt.dbias_private ? dbias_copies.data<T>() + tid * gt.dbias_numel : gt.dbias;
@@ -719,8 +795,20 @@ void fast_backward(const Rows<const T>& q, const Rows<const T>& k, const Rows<co
 #pragma omp simd
           for (int64_t j = 0; j < kBlockK; ++j) pr[j] = vm::exp(pr[j] - lr);
         }
-        // dv block: [nk, Dp] += p^T: [nk, nq] . dO_i: [nq, Dp]
-        if (need_dv) tile_gemm<T>(nk, Dp, nq, p, 1, kBlockK, doi, Dp, dvb, Dp, true);
+        const T* pv = p;  // the probabilities that multiplied V in forward
+        if (drop.on) {    // dropped ones, in ds (free until the dP product below)
+          for (int64_t r = 0; r < nq; ++r) {
+            T* fr = fac + r * kBlockK;
+            drop.factor_row(fr, drop.row_counter(b, h, i0 + r), j0, nk);
+            const T* pr = p + r * kBlockK;
+            T* pdr = ds + r * kBlockK;
+#pragma omp simd
+            for (int64_t j = 0; j < nk; ++j) pdr[j] = pr[j] * fr[j];
+          }
+          pv = ds;
+        }
+        // dv block: [nk, Dp] += pv^T: [nk, nq] . dO_i: [nq, Dp]
+        if (need_dv) tile_gemm<T>(nk, Dp, nq, pv, 1, kBlockK, doi, Dp, dvb, Dp, true);
         if (!need_ds) continue;
         // ds: [nq, BK] = dO_i: [nq, D] . vt: [D, BK], then p (dP - Drow)
         tile_gemm<T>(nq, kBlockK, D, doi, Dp, 1, vt, kBlockK, ds, kBlockK, false);
@@ -728,8 +816,15 @@ void fast_backward(const Rows<const T>& q, const Rows<const T>& k, const Rows<co
           const T dr = drow[i0 + r];
           T* dsr = ds + r * kBlockK;
           const T* pr = p + r * kBlockK;
+          if (drop.on) {
+            const T* fr = fac + r * kBlockK;
 #pragma omp simd
-          for (int64_t j = 0; j < kBlockK; ++j) dsr[j] = pr[j] * (dsr[j] - dr);
+            for (int64_t j = 0; j < nk; ++j) dsr[j] = pr[j] * (fr[j] * dsr[j] - dr);
+            std::fill(dsr + nk, dsr + kBlockK, T(0));  // p is 0 there; fac was not set
+          } else {
+#pragma omp simd
+            for (int64_t j = 0; j < kBlockK; ++j) dsr[j] = pr[j] * (dsr[j] - dr);
+          }
         }
         // dQ_i: [nq, Dp] += ds: [nq, nk] . k block: [nk, Dp]
         if (need_dq) tile_gemm<T>(nq, Dp, nk, ds, kBlockK, 1, kp, Dp, dqa + i0 * Dp, Dp, true);
@@ -770,6 +865,7 @@ void fast_backward(const Rows<const T>& q, const Rows<const T>& k, const Rows<co
 struct FastSaved {
   Tensor q, k, v, bias, out, lse;  // detached, rows contiguous
   AttentionMask mask;
+  AttentionDropout dropout;
   Geometry geo;
 };
 
@@ -791,6 +887,7 @@ std::vector<Tensor> fast_backward_entry(const FastSaved& sv, const Tensor& grad_
             "[attention] backward got gradient ", grad_out.str(), " for output ", sv.out.str());
   const Geometry& g = sv.geo;
   const MaskSpec mask(sv.mask, g.Tk);
+  const DropoutSpec drop(sv.dropout, g);
   Tensor dout = with_contiguous_rows(grad_out);
   GradTargets<T> gt;
   Tensor dq, dk, dv, dbias;
@@ -813,7 +910,7 @@ std::vector<Tensor> fast_backward_entry(const FastSaved& sv, const Tensor& grad_
     gt.dbias_private = (sv.bias.size(0) == 1 && g.B > 1) || (sv.bias.size(1) == 1 && g.H > 1);
   }
   fast_backward<T>(rows_of<const T>(sv.q), rows_of<const T>(sv.k), rows_of<const T>(sv.v),
-                   bias_rows<T>(sv.bias, g), mask, g, rows_of<const T>(sv.out),
+                   bias_rows<T>(sv.bias, g), mask, drop, g, rows_of<const T>(sv.out),
                    sv.lse.data<T>(), rows_of<const T>(dout), gt);
   return {dq, dk, dv, dbias};
 }
@@ -822,33 +919,39 @@ template <typename T>
 Tensor fast_forward_entry(const FastSaved& sv) {
   const Geometry& g = sv.geo;
   const MaskSpec mask(sv.mask, g.Tk);
+  const DropoutSpec drop(sv.dropout, g);
   fast_forward<T>(rows_of<const T>(sv.q), rows_of<const T>(sv.k), rows_of<const T>(sv.v),
-                  bias_rows<T>(sv.bias, g), mask, g, rows_of<T>(sv.out), sv.lse.data<T>());
+                  bias_rows<T>(sv.bias, g), mask, drop, g, rows_of<T>(sv.out), sv.lse.data<T>());
   return sv.out;
 }
 
 }  // namespace
 
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
-                           const AttentionMask& mask, double scale) {
+                           const AttentionMask& mask, double scale,
+                           const AttentionDropout& dropout) {
   const Geometry g = check_args(q, k, v, mask, scale);
+  check_dropout(dropout);
   const MaskSpec spec(mask, g.Tk);
-  Tensor p;
-  Tensor out = reference_forward(q, k, v, mask.bias, spec, g, &p);
+  const DropoutSpec drop(dropout, g);
+  Tensor p, f;
+  Tensor out = reference_forward(q, k, v, mask.bias, spec, drop, g, &p, &f);
   Tensor qd = q.detach(), kd = k.detach(), vd = v.detach();
   Tensor bd = mask.bias.defined() ? mask.bias.detach() : Tensor();
   return autograd::record(
       "attention_reference", out, {q, k, v, mask.bias},
-      [qd, kd, vd, bd, p, g](const Tensor& grad, const std::vector<bool>& needs) {
-        return reference_backward(grad, qd, kd, vd, bd, p, g, needs);
+      [qd, kd, vd, bd, p, f, g](const Tensor& grad, const std::vector<bool>& needs) {
+        return reference_backward(grad, qd, kd, vd, bd, p, f, g, needs);
       });
 }
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask,
-                 double scale) {
-  if (use_reference()) return attention_reference(q, k, v, mask, scale);
+                 double scale, const AttentionDropout& dropout) {
+  if (use_reference()) return attention_reference(q, k, v, mask, scale, dropout);
   FastSaved sv;
   sv.geo = check_args(q, k, v, mask, scale);
+  check_dropout(dropout);
+  sv.dropout = dropout;
   const Geometry& g = sv.geo;
   sv.q = with_contiguous_rows(q);
   sv.k = with_contiguous_rows(k);

@@ -12,6 +12,9 @@
 #include "metalm/core/allocator.h"
 #include "metalm/ops/attention.h"
 #include "metalm/ops/elementwise.h"
+#include "metalm/ops/matmul.h"
+#include "metalm/ops/random_ops.h"
+#include "metalm/ops/softmax.h"
 #include "metalm/ops/reduce.h"
 
 namespace metalm {
@@ -40,7 +43,14 @@ struct Case {
   BiasShape bias = BiasShape::none;
   Layout layout = Layout::contiguous;
   double scale = 0.0;
+  double dropout = 0.0;  // probability dropout, counters from kDropSeed / kDropCounter
 };
+
+constexpr uint64_t kDropSeed = 1234, kDropCounter = 77;
+
+ops::AttentionDropout dropout_of(const Case& c) {
+  return ops::AttentionDropout{c.dropout, kDropSeed, kDropCounter};
+}
 
 // Leaves of one case: tensors that gradients are taken with respect to.
 struct Leaves {
@@ -105,7 +115,7 @@ struct Result {
 };
 
 using AttnFn = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, const AttentionMask&,
-                          double);
+                          double, const ops::AttentionDropout&);
 
 // Runs fn on fresh leaves (sharing the data of `l`) and backpropagates grad_out.
 Result run(AttnFn fn, const Case& c, const Leaves& l, const Tensor& grad_out) {
@@ -123,7 +133,7 @@ Result run(AttnFn fn, const Case& c, const Leaves& l, const Tensor& grad_out) {
     kv = k.expand({c.B, c.H, c.Tk, c.D});
     vv = v.expand({c.B, c.H, c.Tk, c.D});
   }
-  Tensor out = fn(qv, kv, vv, mask, c.scale);
+  Tensor out = fn(qv, kv, vv, mask, c.scale, dropout_of(c));
   out.backward(grad_out);
   Result r{out.detach(), q.grad(), k.grad(), v.grad(), Tensor()};
   if (mask.bias.defined()) r.dbias = mask.bias.grad();
@@ -346,7 +356,7 @@ TEST(Attention, RowsWithoutVisibleKeysGiveZeros) {
     Tensor q = test::randn({B, H, T, D}, 1).set_requires_grad();
     Tensor k = test::randn({B, H, T, D}, 2).set_requires_grad();
     Tensor v = test::randn({B, H, T, D}, 3).set_requires_grad();
-    Tensor out = fn(q, k, v, m, 0.0);
+    Tensor out = fn(q, k, v, m, 0.0, {});
     out.backward(test::randn(out.shape(), 4));
     const std::vector<float> o = out.to_vector<float>(), gq = q.grad().to_vector<float>();
     const std::vector<float> gk = k.grad().to_vector<float>(), gv = v.grad().to_vector<float>();
@@ -404,7 +414,7 @@ TEST(Attention, EmptySizes) {
   for (AttnFn fn : {ops::attention, ops::attention_reference}) {
     Tensor q = test::randn({2, 3, 4, 8}, 1).set_requires_grad();
     Tensor k = Tensor::zeros({2, 3, 0, 8}).set_requires_grad();
-    Tensor out = fn(q, k, k, {}, 0.0);
+    Tensor out = fn(q, k, k, {}, 0.0, {});
     EXPECT_TRUE(test::all_close(out, Tensor::zeros({2, 3, 4, 8}), 0, 0));
     out.backward(test::randn(out.shape(), 2));
     EXPECT_TRUE(test::all_close(q.grad(), Tensor::zeros({2, 3, 4, 8}), 0, 0));
@@ -414,7 +424,7 @@ TEST(Attention, EmptySizes) {
     AttentionMask m;
     m.kind = AttnMaskKind::causal;
     m.q_offset = 5;
-    Tensor out0 = fn(q0, k0, k0, m, 0.0);
+    Tensor out0 = fn(q0, k0, k0, m, 0.0, {});
     EXPECT_EQ(out0.shape(), Shape({2, 3, 0, 8}));
     out0.backward(Tensor::zeros({2, 3, 0, 8}));
     EXPECT_TRUE(test::all_close(k0.grad(), Tensor::zeros({2, 3, 5, 8}), 0, 0));
@@ -448,7 +458,7 @@ void expect_gradcheck(AttnFn fn, const Case& c) {
   auto f = [&](const std::vector<Tensor>& in) {
     AttentionMask m = mask;
     if (in.size() > 3) m.bias = in[3];
-    return fn(in[0], in[1], in[2], m, c.scale);
+    return fn(in[0], in[1], in[2], m, c.scale, dropout_of(c));
   };
   EXPECT_TRUE(test::gradcheck(f, inputs, 1e-6, 1e-5, 1e-7));
 }
@@ -586,6 +596,103 @@ TEST(Attention, ArgumentErrors) {
 
   // The reference path validates identically.
   EXPECT_THROW(ops::attention_reference(q, k.slice(3, 0, 4), v, none), ShapeError);
+}
+
+// ---------------------------------------------------------------- probability dropout
+
+// The spec of attention dropout, from ops that know nothing of attention: probabilities from
+// softmax, dropped by ops::dropout with a generator at (kDropSeed, kDropCounter), times v.
+Tensor composite_dropout_attention(const Tensor& q, const Tensor& k, const Tensor& v, double p,
+                                   bool causal) {
+  const int64_t Tq = q.size(2), Tk = k.size(2);
+  Tensor s = ops::mul(ops::matmul(q, k, false, true), 1.0 / std::sqrt(double(q.size(3))));
+  if (causal) {
+    std::vector<double> m(static_cast<size_t>(Tq * Tk), 0.0);
+    for (int64_t i = 0; i < Tq; ++i)
+      for (int64_t j = i + 1; j < Tk; ++j) m[i * Tk + j] = -1e300;
+    s = ops::add(s, Tensor::from_vector<double>({Tq, Tk}, m).to(q.dtype()));
+  }
+  Generator gen(kDropSeed);
+  gen.reserve(kDropCounter);
+  return ops::matmul(ops::dropout(ops::softmax(s), p, gen), v);
+}
+
+TEST(AttentionDropout, BothPathsEqualSoftmaxThenOpsDropout) {
+  for (bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "full");
+    Case c = make_case("dropout", 70, 70, 16, causal ? AttnMaskKind::causal : AttnMaskKind::full);
+    c.dropout = 0.3;
+    const Leaves l = make_leaves(c, DType::f64, 500);
+    const Tensor want = composite_dropout_attention(l.q, l.k, l.v, c.dropout, causal);
+    const Tensor zero_grad = Tensor::zeros({c.B, c.H, c.Tq, c.D}, DType::f64);
+    for (AttnFn fn : {ops::attention, ops::attention_reference}) {
+      const Result r = run(fn, c, l, zero_grad);
+      EXPECT_TRUE(test::all_close(r.out, want, 1e-12, 1e-12));
+    }
+    // And dropout really changed the result.
+    c.dropout = 0.0;
+    const Result undropped = run(ops::attention, c, l, zero_grad);
+    EXPECT_FALSE(test::all_close(undropped.out, want, 1e-3, 1e-3));
+  }
+}
+
+TEST(AttentionDropout, FastMatchesReferenceWithMasksBiasAndTiles) {
+  Case causal = make_case("causal 130 + dropout", 130, 130, 64, AttnMaskKind::causal);
+  Case padded = make_case("full + padding + bias + dropout", 70, 130, 24, AttnMaskKind::full);
+  padded.padding = true;
+  padded.bias = BiasShape::h1;
+  Case seg = make_case("segment_causal + dropout", 130, 130, 16, AttnMaskKind::segment_causal);
+  Case bthd = make_case("bthd decode offset + dropout", 2, 70, 32, AttnMaskKind::causal);
+  bthd.layout = Layout::bthd;
+  bthd.q_offset = 68;
+  for (Case c : {causal, padded, seg, bthd}) {
+    c.dropout = 0.25;
+    expect_fast_matches_reference(c);
+    expect_fast_matches_reference(c, DType::f64);
+  }
+}
+
+TEST(AttentionDropout, Gradcheck) {
+  Case c = make_case("causal offset + bias + dropout", 4, 7, 3, AttnMaskKind::causal);
+  c.q_offset = 2;
+  c.bias = BiasShape::b1;
+  c.dropout = 0.4;
+  Case tiles = make_case("causal across tiles + dropout", 66, 66, 2, AttnMaskKind::causal);
+  tiles.B = tiles.H = 1;
+  tiles.dropout = 0.2;
+  expect_gradcheck(ops::attention_reference, c);
+  expect_gradcheck(ops::attention, c);
+  expect_gradcheck(ops::attention, tiles);
+}
+
+TEST(AttentionDropout, KeepsAboutOneMinusPAndDependsOnCounter) {
+  // With v = 1 and no mask, output row i is sum_j p_ij f_ij: its mean over many rows is 1 (the
+  // 1/(1-p) scaling makes dropout unbiased), and a zero appears only where every key is dropped.
+  Case c = make_case("rate", 256, 256, 16, AttnMaskKind::full);
+  c.dropout = 0.5;
+  Leaves l = make_leaves(c, DType::f32, 600);
+  l.v = Tensor::ones(l.v.shape(), DType::f32);
+  l.q = Tensor::zeros(l.q.shape(), DType::f32);  // uniform probabilities 1/Tk
+  const Tensor g = Tensor::zeros({c.B, c.H, c.Tq, c.D}, DType::f32);
+  const std::vector<float> out = run(ops::attention, c, l, g).out.to_vector<float>();
+  double mean = 0;
+  for (float x : out) mean += x;
+  mean /= static_cast<double>(out.size());
+  // Each row: (kept count) / (Tk (1-p)), kept ~ Binomial(256, 0.5): mean 1, sd 0.0625 per row;
+  // over B H Tq = 1024 rows the mean has sd 0.002.
+  EXPECT_NEAR(mean, 1.0, 0.01);
+  // Another counter gives another mask.
+  const Tensor other = ops::attention(l.q, l.k, l.v, l.mask, 0.0,
+                                      ops::AttentionDropout{0.5, kDropSeed, kDropCounter + 1});
+  EXPECT_FALSE(test::all_close(other, run(ops::attention, c, l, g).out, 1e-3, 1e-3));
+}
+
+TEST(AttentionDropout, RejectsBadProbability) {
+  const Tensor q = test::randn({1, 1, 4, 8}, 1);
+  for (double p : {-0.1, 1.0, std::nan("")})
+    EXPECT_TRUE(test::throws_with<ValueError>(
+        [&] { ops::attention(q, q, q, {}, 0.0, ops::AttentionDropout{p, 1, 0}); },
+        "[attention] dropout p must be in [0, 1)"));
 }
 
 }  // namespace

@@ -555,6 +555,37 @@ TEST(DropPath, PerSampleScaledAndIdentityInEval) {
   EXPECT_THROW(nn::drop_path(x, 1.0, g, true), ValueError);
 }
 
+// Attention dropout in training (KOSMOS-1 trains with 0.1): the op's own semantics are tested
+// against softmax + ops::dropout in test_attention.cpp; here, that the decoder uses it in training
+// only, reproducibly from the seed (D7), with fresh masks every step, and gradients flow.
+TEST(AttentionDropout, DecoderTrainsWithItReproducibly) {
+  nn::DecoderConfig cfg = tiny_decoder();
+  cfg.attention_dropout = 0.3;
+  nn::postprocess(cfg);
+  auto logits = [](nn::Decoder& d) {
+    nn::DecoderInputs in;
+    in.tokens = Tensor::from_vector<int64_t>({2, 6}, {1, 4, 9, 16, 25, 36, 2, 3, 5, 7, 11, 13});
+    return d.forward(in).logits;
+  };
+  Generator g1(70), g2(70);
+  nn::Decoder a(cfg, g1), b(cfg, g2);
+  a.eval();
+  const Tensor eval_out = logits(a);
+  EXPECT_TRUE(all_close(logits(a), eval_out, 0, 0));  // eval: no dropout, nothing drawn
+  a.train();
+  b.train();
+  const Tensor a1 = logits(a), b1 = logits(b);
+  EXPECT_TRUE(all_close(a1, b1, 0, 0));  // same seed, same masks
+  EXPECT_FALSE(all_close(a1, eval_out, 1e-4, 1e-4));  // dropout changed the output
+  Tensor a2 = logits(a);
+  EXPECT_FALSE(all_close(a2, a1, 1e-4, 1e-4));  // the next step draws new masks
+  ops::sum(a2).backward();
+  for (const auto& [name, p] : a.named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    for (double v : p.grad().to_vector<double>()) ASSERT_TRUE(std::isfinite(v)) << name;
+  }
+}
+
 TEST(Errors, BadArguments) {
   nn::DecoderConfig cfg = tiny_decoder();
   Generator g(60);

@@ -16,8 +16,24 @@ class Generator {
 
   // Reserves n counters and returns the first; draws are hash(seed, counter).
   uint64_t reserve(uint64_t n) { uint64_t o = offset_; offset_ += n; return o; }
-  static uint64_t hash(uint64_t seed, uint64_t counter);   // 64 random bits
-  static double uniform_at(uint64_t seed, uint64_t counter);  // in [0, 1)
+  // 64 random bits: the splitmix64 finaliser over (seed, counter). Inline so that kernels
+  // drawing one number per element (attention dropout) vectorize it.
+  static uint64_t hash(uint64_t seed, uint64_t counter) {
+    uint64_t z = seed * 0xD1B54A32D192ED03ull + counter * 0x9E3779B97F4A7C15ull +
+                 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    z = (z ^ (z >> 29)) * 0xBF58476D1CE4E5B9ull;
+    return z ^ (z >> 32);
+  }
+  // (hash >> 11) * 2^-53: a double in [0, 1) with 53 random bits.
+  static double uniform_at(uint64_t seed, uint64_t counter) {
+    return static_cast<double>(hash(seed, counter) >> 11) * (1.0 / 9007199254740992.0);
+  }
+  // uniform_at(seed, c) >= p  <=>  (hash(seed, c) >> 11) >= keep_threshold(p), exactly (p in
+  // [0, 1); p * 2^53 is exact): the integer form of a dropout keep test, for vector loops.
+  static uint64_t keep_threshold(double p);
 
   // Values in [low, high) also after rounding to dtype. One counter per element.
   Tensor uniform(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype = DType::f32);

@@ -38,7 +38,7 @@ struct MultiheadAttentionOptions {
   bool self_attention = true;
   bool subln = false;         // inner_attn_ln (self-attention only, spec 1.3)
   int experts = 1;            // 1, or 2 for multiway A/B projections
-  double dropout = 0.0;       // attention-probability dropout (not supported yet when training)
+  double dropout = 0.0;       // attention-probability dropout, in training (ops::AttentionDropout)
   double layernorm_eps = 1e-5;
   bool xpos = false;          // xPos on q and k (self-attention only, spec 5.1)
   int64_t xpos_scale_base = 512;
@@ -71,6 +71,9 @@ class MultiheadAttention : public Module {
   Experts<LayerNorm> inner_attn_ln;  // undefined unless subln and self-attention
   std::shared_ptr<XPos> xpos;        // null unless options.xpos
   int64_t head_dim = 0;
+
+ private:
+  Generator dropout_gen_;  // the module's own draws for probability dropout (D7)
 };
 
 }  // namespace metalm::nn

@@ -28,6 +28,17 @@ struct AttentionMask {
                            // Added after masking, so -inf entries hide keys too.
 };
 
+// Dropout on the attention probabilities (training; TorchScale drops after the softmax, so rows
+// are normalised by their undropped sum). Element (b, h, i, j) of the [B, H, Tq, Tk] probability
+// matrix is kept iff Generator::uniform_at(seed, counter + ((b H + h) Tq + i) Tk + j) >= p, and
+// kept ones are scaled by 1/(1-p) rounded to the dtype: exactly the mask ops::dropout draws for
+// that matrix from a generator at (seed, counter). The caller reserves B H Tq Tk counters.
+struct AttentionDropout {
+  double p = 0.0;  // in [0, 1); 0 = off
+  uint64_t seed = 0;
+  uint64_t counter = 0;
+};
+
 // q: [B, H, Tq, D], k, v: [B, H, Tk, D] -> [B, H, Tq, D]. scale <= 0 means 1/sqrt(D).
 // A query row with no visible key returns zeros (and zero gradients) instead of NaN.
 // f32 or f64. Inputs may be strided views: [B, T, H, D] buffers permuted to [B, H, T, D] need no
@@ -36,12 +47,14 @@ struct AttentionMask {
 // ordered q gives a [B, T, H, D]-ordered output: permuting back to [B, T, H * D] needs no copy).
 // Memory is linear in T: the forward keeps the output and one logsumexp per query row; backward
 // recomputes the probabilities tile by tile.
+// With dropout, backward regenerates the mask from the counters: nothing of size Tq x Tk is kept.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask = {},
-                 double scale = 0.0);
+                 double scale = 0.0, const AttentionDropout& dropout = {});
 
 // Plain reference: materializes the full [Tq, Tk] score matrix in f64. Same semantics; the test
 // oracle, and what attention() runs under ops::set_use_reference(true).
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
-                           const AttentionMask& mask = {}, double scale = 0.0);
+                           const AttentionMask& mask = {}, double scale = 0.0,
+                           const AttentionDropout& dropout = {});
 
 }  // namespace metalm::ops

@@ -3,11 +3,13 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "apps/model_cmds.h"
 #include "apps/toy_lm.h"
 #include "metalm/core/error.h"
 #include "metalm/core/threads.h"
+#include "metalm/ops/matmul.h"
 
 namespace {
 
@@ -17,6 +19,15 @@ void add_common(CLI::App* cmd, int& threads, uint64_t& seed) {
   cmd->add_option("--seed", seed, "random seed")->capture_default_str();
 }
 
+// --matmul-precision for the commands that compute (ops::set_matmul_precision).
+void add_precision(CLI::App* cmd, std::string& precision) {
+  cmd->add_option("--matmul-precision", precision,
+                  "GEMM precision of the linear layers: f32 (exact) or bf16 (bf16 operands, f32 "
+                  "accumulation; about 2x faster GEMMs on AVX512-BF16, relative error ~1e-3)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -24,6 +35,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "metalm 0.1.0");
   int threads = -1;
+  std::string precision = "f32";
 
   metalm::apps::ToyLmOptions toy;
   CLI::App* toy_cmd = app.add_subcommand(
@@ -31,6 +43,7 @@ int main(int argc, char** argv) {
       "Train a small byte-level Transformer LM on a text file, print the loss, sample text.\n"
       "Example: metalm toy-lm --data data/kjv.txt --steps 600 --threads 2");
   add_common(toy_cmd, threads, toy.seed);
+  add_precision(toy_cmd, precision);
   toy_cmd->add_option("--data", toy.data, "training text (bytes)")->capture_default_str();
   toy_cmd->add_option("--steps", toy.steps, "optimizer steps")->capture_default_str()->check(CLI::NonNegativeNumber);
   toy_cmd->add_option("--batch", toy.batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
@@ -65,6 +78,7 @@ int main(int argc, char** argv) {
       "Example: metalm forward --model runs/gpt --tokens tokens.json --out logits.safetensors\n"
       "tokens.json holds a list of equal-length lists of ids, e.g. [[0, 17, 4], [0, 9, 2]].");
   add_common(fwd_cmd, threads, unused_seed);
+  add_precision(fwd_cmd, precision);
   fwd_cmd->add_option("--model", fwd.model, "model directory")->required();
   fwd_cmd->add_option("--tokens", fwd.tokens, "JSON list of lists of token ids")->required();
   fwd_cmd->add_option("--out", fwd.out, "output safetensors file")->required();
@@ -96,6 +110,7 @@ int main(int argc, char** argv) {
   try {
     metalm::init_threads_from_env();
     if (threads >= 0) metalm::set_num_threads(threads);
+    metalm::ops::set_matmul_precision(metalm::ops::parse_matmul_precision(precision));
     if (toy_cmd->parsed()) return metalm::apps::run_toy_lm(toy);
     if (init_cmd->parsed()) return metalm::apps::run_init(init);
     if (fwd_cmd->parsed()) return metalm::apps::run_forward(fwd);

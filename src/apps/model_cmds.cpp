@@ -10,6 +10,7 @@
 #include "metalm/autograd/autograd.h"
 #include "metalm/io/model_dir.h"
 #include "metalm/nn/transformer.h"
+#include "metalm/ops/matmul.h"
 
 namespace metalm::apps {
 namespace {
@@ -96,7 +97,9 @@ int run_forward(const ForwardOptions& o) {
     in.features_only = true;
     out["hidden_states"] = m.encoder->forward(in).features;
   }
-  io::save_safetensors(o.out, out, {{"model", o.model}});
+  io::save_safetensors(o.out, out,
+                       {{"model", o.model},
+                        {"matmul_precision", ops::matmul_precision_name(ops::matmul_precision())}});
   const Tensor& t = out.begin()->second;
   std::printf("wrote %s: %s %s\n", o.out.c_str(), out.begin()->first.c_str(), t.str().c_str());
   return 0;

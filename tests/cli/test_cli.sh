@@ -67,6 +67,10 @@ expect_error "unknown flag" "" "$bin" init --bogus
 expect_error "bad threads" "" "$bin" info "$m" --threads -3
 METALM_NUM_THREADS=abc "$bin" info "$m" >/dev/null 2>"$work/err"; rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && grep -q METALM_NUM_THREADS "$work/err" && ok || bad "bad METALM_NUM_THREADS"
+"$bin" forward --model "$m" --tokens "$work/tok.json" --out "$work/bf16.out" --matmul-precision bf16 \
+  >/dev/null && ok || bad "forward --matmul-precision bf16"
+expect_error "bad matmul precision" "matmul-precision" "$bin" forward --model "$m" --tokens "$work/tok.json" \
+  --out "$work/o" --matmul-precision fp16
 expect_error "toy-lm missing data" "cannot open data file" "$bin" toy-lm --data "$work/none.txt" --steps 1
 
 echo "$pass passed, $fail failed"

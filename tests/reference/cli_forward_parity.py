@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """End to end: `metalm init` + `metalm forward` on every example config with a vocabulary,
 then the PyTorch reference (ref_torchscale.Stack, written from the spec) loads the same
-model.safetensors and runs the same tokens; the outputs must agree.
+model.safetensors and runs the same tokens; the outputs must agree. Then the same with
+`--matmul-precision bf16`: within bf16's error of the reference (relative norm error below
+2e-2, about 10x the rounding error of the operands) and not equal to the f32 output.
 
 Usage: cli_forward_parity.py METALM_BINARY CONFIG_DIR WORK_DIR"""
 import json
@@ -56,6 +58,20 @@ def main():
         print(f"{name}: {kind} {tuple(ours.shape)} max scaled error {err:.3f} {status}")
         if err > 1.0:
             failures.append(f"{name}: outputs differ (scaled error {err:.3f})")
+        out16 = work / f"{name}.bf16.safetensors"
+        subprocess.run([binary, "forward", "--model", str(model_dir), "--tokens",
+                        str(work / f"{name}.tokens.json"), "--out", str(out16),
+                        "--matmul-precision", "bf16"], check=True, capture_output=True)
+        tensors16, meta16 = st.load(out16)
+        ours16 = next(iter(tensors16.values()))
+        rel16 = ((ours16 - ref).norm() / ref.norm()).item()
+        moved = ((ours16 - ours).norm() / ref.norm()).item()
+        ok16 = rel16 < 2e-2 and moved > 1e-6 and meta16.get("matmul_precision") == "bf16"
+        print(f"{name}: bf16 relative error {rel16:.2e} (vs f32 output {moved:.2e}) "
+              f"{'ok' if ok16 else 'MISMATCH'}")
+        if not ok16:
+            failures.append(f"{name}: bf16 output off (relative error {rel16:.2e}, "
+                            f"moved {moved:.2e}, metadata {meta16})")
     print(f"{checked} passed, {len(failures)} failed")
     for f in failures:
         print("FAIL", f)

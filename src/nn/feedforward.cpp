@@ -3,6 +3,7 @@
 #include "metalm/nn/feedforward.h"
 
 #include "metalm/ops/elementwise.h"
+#include "metalm/ops/matmul.h"
 #include "metalm/ops/random_ops.h"
 
 namespace metalm::nn {
@@ -21,7 +22,7 @@ FeedForwardNetwork::FeedForwardNetwork(const FeedForwardOptions& o, Generator& i
 
 Tensor FeedForwardNetwork::forward(const Tensor& x) {
   const bool train = is_training();
-  Tensor h = ops::activation(fc1->forward(x), options.activation);
+  Tensor h = ops::linear_activation(x, fc1->weight, fc1->bias, options.activation);
   h = ops::dropout(h, options.activation_dropout, dropout_gen_, train);
   if (ffn_layernorm) h = ffn_layernorm->forward(h);
   h = fc2->forward(h);

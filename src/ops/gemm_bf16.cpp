@@ -49,10 +49,12 @@ void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
-               const float* bias) {
+               const float* bias, GemmActivation activation) {
   MLM_CHECK(beta == 0.f || beta == 1.f, ValueError, "[gemm_bf16] beta must be 0 or 1, got ",
             beta);
   if (m == 0 || n == 0) return;
+  MLM_CHECK(k > 0 || activation == GemmActivation::none, ValueError,
+            "[gemm_bf16] an activation needs K > 0");
   if (k == 0) {  // C = beta C + bias
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
@@ -67,11 +69,24 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
   dnnl::memory::desc c_md({m, n}, dt::f32, dims{ldc, 1});
   dnnl::memory::desc bias_md({1, n}, dt::f32, dims{n, 1});
   dnnl::primitive_attr attr;
-  if (beta == 1.f) {
-    dnnl::post_ops ops;
-    ops.append_sum(1.f);
-    attr.set_post_ops(ops);
+  dnnl::post_ops ops;
+  if (beta == 1.f) ops.append_sum(1.f);
+  if (activation != GemmActivation::none) {
+    using alg = dnnl::algorithm;
+    switch (activation) {
+      case GemmActivation::relu: ops.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f); break;
+      case GemmActivation::gelu: ops.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f); break;
+      case GemmActivation::gelu_tanh:
+        ops.append_eltwise(1.f, alg::eltwise_gelu_tanh, 0.f, 0.f);
+        break;
+      case GemmActivation::silu: ops.append_eltwise(1.f, alg::eltwise_swish, 1.f, 0.f); break;
+      case GemmActivation::quick_gelu:  // x sigmoid(1.702 x)
+        ops.append_eltwise(1.f, alg::eltwise_swish, 1.702f, 0.f);
+        break;
+      case GemmActivation::none: break;
+    }
   }
+  attr.set_post_ops(ops);
   dnnl::engine& engine = cpu_engine();
   try {
     dnnl::matmul::primitive_desc pd =

@@ -249,7 +249,10 @@ Tensor linear_bf16(const Tensor& x, const Tensor& w, const Tensor& b, int64_t ro
 // Fused for f32 on the fast path: the bias is written into the output rows first and sgemm
 // accumulates onto it (beta = 1), so the bias costs no extra pass; backward is dX = dY W,
 // dW = dYᵀ X (two sgemm calls) and db = column sums of dY.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+namespace {
+
+// The argument checks of linear() (and linear_activation()); returns the output shape.
+Shape check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   MLM_CHECK(x.defined() && w.defined(), ValueError, "[linear] undefined input or weight");
   MLM_CHECK(w.dim() == 2, ShapeError, "[linear] weight must be [out, in], got ", w.str());
   MLM_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), ShapeError, "[linear] input ", x.str(),
@@ -261,9 +264,26 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   MLM_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, DTypeError,
             "[linear] expected f32 or f64, got ", x.str());
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
-  // Rows counted explicitly: reshape({-1, in}) cannot infer them when in == 0.
-  const int64_t rows = shape_numel(out_shape);
   out_shape.push_back(w.size(0));
+  return out_shape;
+}
+
+// The oneDNN post-op for an ops::activation() name; none if it has no exact counterpart.
+GemmActivation gemm_activation_of(const std::string& name) {
+  if (name == "relu") return GemmActivation::relu;
+  if (name == "gelu") return GemmActivation::gelu;
+  if (name == "gelu_tanh" || name == "gelu_fast") return GemmActivation::gelu_tanh;
+  if (name == "swish" || name == "silu") return GemmActivation::silu;
+  if (name == "quick_gelu") return GemmActivation::quick_gelu;
+  return GemmActivation::none;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  Shape out_shape = check_linear(x, w, b);
+  // Rows counted explicitly: reshape({-1, in}) cannot infer them when in == 0.
+  const int64_t rows = shape_numel(Shape(out_shape.begin(), out_shape.end() - 1));
   if (x.dtype() != DType::f32 || use_reference()) {  // composite: the reference path
     Tensor y = matmul(x.reshape({rows, x.size(-1)}), w, false, true);
     if (b.defined()) y = add(y, b);
@@ -305,6 +325,26 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         if (needs[2]) gb = sum(g, {0});
         return std::vector<Tensor>{gx, gw, gb};
       });
+}
+
+Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
+                         const std::string& activation) {
+  const GemmActivation act = gemm_activation_of(activation);
+  const bool fuse = act != GemmActivation::none && matmul_precision() == MatmulPrecision::bf16 &&
+                    !use_reference() && x.defined() && x.dtype() == DType::f32 &&
+                    !autograd::any_requires_grad({x, w, b});
+  if (!fuse) return ops::activation(linear(x, w, b), activation);
+  const Shape out_shape = check_linear(x, w, b);
+  const int64_t in = w.size(1), out = w.size(0);
+  const int64_t rows = shape_numel(Shape(out_shape.begin(), out_shape.end() - 1));
+  if (in == 0) return ops::activation(linear(x, w, b), activation);
+  Tensor xb = to_bf16(x.reshape({rows, in}));
+  Tensor wb = to_bf16(w);
+  Tensor bias = b.defined() ? b.contiguous() : Tensor();
+  Tensor y = Tensor::empty({rows, out}, DType::f32);
+  gemm_bf16(false, true, rows, out, in, xb.data<bf16>(), in, wb.data<bf16>(), in, 0.f,
+            y.data<float>(), out, bias.defined() ? bias.data<float>() : nullptr, act);
+  return y.reshape(out_shape);
 }
 
 }  // namespace metalm::ops

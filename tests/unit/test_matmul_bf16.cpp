@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
+#include "metalm/autograd/autograd.h"
 #include "metalm/ops/elementwise.h"
 #include "metalm/ops/matmul.h"
 #include "metalm/ops/reduce.h"
@@ -166,6 +168,41 @@ TEST(LinearBf16, NoBiasEmptyRowsAndF64Unaffected) {
   Tensor xd = test::randn({4, 8}, 22, DType::f64), wd = test::randn({5, 8}, 23, DType::f64);
   Tensor yd = ops::linear(xd, wd);
   EXPECT_TRUE(test::all_close(yd, ops::matmul(xd, wd, false, true), 1e-15, 1e-15));
+}
+
+// The fused GEMM + activation of inference under bf16 against the two ops it replaces (the same
+// bf16 GEMM, then the exact activation): equal up to oneDNN's activation approximations.
+TEST(LinearActivation, FusedUnderBf16MatchesTheTwoOps) {
+  Tensor x = ops::mul(test::randn({2, 37, 48}, 30), 2.0);  // pre-activations out to ~|8|
+  Tensor w = test::randn({40, 48}, 31), b = test::randn({40}, 32);
+  ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
+  for (const char* act : {"relu", "gelu", "gelu_tanh", "swish", "quick_gelu"}) {
+    SCOPED_TRACE(act);
+    const Tensor want = ops::activation(ops::linear(x, w, b), act);
+    const Tensor got = ops::linear_activation(x, w, b, act);
+    EXPECT_TRUE(test::all_close(got, want, 1e-5, 1e-5));
+    // It did take the fused path: the GEMM's bias-then-activation epilogue rounds differently.
+    if (std::string(act) != "relu") {
+      EXPECT_FALSE(test::all_close(got, want, 0, 0));
+    }
+  }
+}
+
+TEST(LinearActivation, ExactlyTheTwoOpsWithF32OrGradients) {
+  Tensor x = test::randn({5, 16}, 33), w = test::randn({8, 16}, 34), b = test::randn({8}, 35);
+  // f32 precision: never fused.
+  EXPECT_TRUE(test::all_close(ops::linear_activation(x, w, b, "gelu"),
+                              ops::gelu(ops::linear(x, w, b)), 0, 0));
+  // bf16 with a gradient to take: the two ops (so backward exists and is exact).
+  ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
+  Tensor wg = w.detach().set_requires_grad();
+  Tensor y = ops::linear_activation(x, wg, b, "gelu");
+  EXPECT_TRUE(test::all_close(y.detach(), ops::gelu(ops::linear(x, w, b)), 0, 0));
+  ops::sum(y).backward();
+  EXPECT_TRUE(wg.grad().defined());
+  // An activation oneDNN has no post-op for is rejected as ops::activation rejects it.
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { ops::linear_activation(x, w, b, "tanhh"); },
+                                            "[activation] unknown activation 'tanhh'"));
 }
 
 TEST(MatmulPrecision, ParsesNamesAndRejectsOthers) {

@@ -13,6 +13,15 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // x: [..., in], w: [out, in], b: [out] or undefined -> [..., out]   (y = x w^T + b, D2)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
+// activation(linear(x, w, b)) for an activation name of ops::activation(). Under
+// MatmulPrecision::bf16, for f32 inputs of which none needs a gradient (inference), the
+// activation runs inside the GEMM as a oneDNN post-op: one pass over the output instead of two.
+// oneDNN's activations are polynomial approximations accurate to about 1e-6 relative, well
+// inside the error the bf16 operands already bring; with f32 precision, or when gradients are
+// needed, this is exactly the two ops.
+Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
+                         const std::string& activation);
+
 // Plain C = alpha * op(A) op(B) + beta * C on row-major f32 buffers through oneDNN.
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -21,9 +30,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 // Plain C = op(A) op(B) + beta * C (+ bias[n] on every row, if given) with bf16 operands and f32
 // accumulation and output, through oneDNN's matmul primitive (AVX512-BF16 brgemm kernels).
 // beta is 0 or 1. Row-major buffers; lda/ldb are the row strides of the stored matrices.
+// An elementwise function applied to each output element as it leaves the GEMM (a oneDNN
+// eltwise post-op, after beta and bias): relu, gelu (erf form), gelu_tanh, silu, quick_gelu.
+enum class GemmActivation { none, relu, gelu, gelu_tanh, silu, quick_gelu };
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
-               const float* bias = nullptr);
+               const float* bias = nullptr, GemmActivation activation = GemmActivation::none);
 
 // dst[i] = bf16(src[i]), round to nearest even (the Tensor::to rule), parallel and vectorized.
 void convert_to_bf16(const float* src, bf16* dst, int64_t n);

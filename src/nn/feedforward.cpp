@@ -22,6 +22,10 @@ FeedForwardNetwork::FeedForwardNetwork(const FeedForwardOptions& o, Generator& i
 
 Tensor FeedForwardNetwork::forward(const Tensor& x) {
   const bool train = is_training();
+  if (!ffn_layernorm && (!train || options.activation_dropout == 0)) {  // nothing between fc1, fc2
+    Tensor y = ops::mlp(x, fc1->weight, fc1->bias, options.activation, fc2->weight, fc2->bias);
+    return ops::dropout(y, options.dropout, dropout_gen_, train);
+  }
   Tensor h = ops::linear_activation(x, fc1->weight, fc1->bias, options.activation);
   h = ops::dropout(h, options.activation_dropout, dropout_gen_, train);
   if (ffn_layernorm) h = ffn_layernorm->forward(h);

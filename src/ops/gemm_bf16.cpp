@@ -47,45 +47,39 @@ void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] = round_to_bf16_bits(s[i]);
 }
 
-void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
-               int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
-               const float* bias, GemmActivation activation) {
-  MLM_CHECK(beta == 0.f || beta == 1.f, ValueError, "[gemm_bf16] beta must be 0 or 1, got ",
-            beta);
-  if (m == 0 || n == 0) return;
-  MLM_CHECK(k > 0 || activation == GemmActivation::none, ValueError,
-            "[gemm_bf16] an activation needs K > 0");
-  if (k == 0) {  // C = beta C + bias
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j)
-        c[i * ldc + j] = (beta == 0.f ? 0.f : c[i * ldc + j]) + (bias ? bias[j] : 0.f);
-    return;
+namespace {
+
+// The oneDNN eltwise post-op of an activation.
+void append_activation(dnnl::post_ops& ops, GemmActivation activation) {
+  using alg = dnnl::algorithm;
+  switch (activation) {
+    case GemmActivation::relu: ops.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f); break;
+    case GemmActivation::gelu: ops.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f); break;
+    case GemmActivation::gelu_tanh: ops.append_eltwise(1.f, alg::eltwise_gelu_tanh, 0.f, 0.f); break;
+    case GemmActivation::silu: ops.append_eltwise(1.f, alg::eltwise_swish, 1.f, 0.f); break;
+    case GemmActivation::quick_gelu:  // x sigmoid(1.702 x)
+      ops.append_eltwise(1.f, alg::eltwise_swish, 1.702f, 0.f);
+      break;
+    case GemmActivation::none: break;
   }
+}
+
+// Both gemm_bf16 forms: C (f32 or bf16, row stride ldc) = op(A) op(B) [+ C] [+ bias] [act].
+void run_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
+                   int64_t lda, const bf16* b, int64_t ldb, bool accumulate, void* c,
+                   dnnl::memory::data_type c_type, int64_t ldc, const float* bias,
+                   GemmActivation activation) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
   // Logical A [m, k] and B [k, n]; a transposed operand is the same buffer with swapped strides.
   dnnl::memory::desc a_md({m, k}, dt::bf16, trans_a ? dims{1, lda} : dims{lda, 1});
   dnnl::memory::desc b_md({k, n}, dt::bf16, trans_b ? dims{1, ldb} : dims{ldb, 1});
-  dnnl::memory::desc c_md({m, n}, dt::f32, dims{ldc, 1});
+  dnnl::memory::desc c_md({m, n}, c_type, dims{ldc, 1});
   dnnl::memory::desc bias_md({1, n}, dt::f32, dims{n, 1});
   dnnl::primitive_attr attr;
   dnnl::post_ops ops;
-  if (beta == 1.f) ops.append_sum(1.f);
-  if (activation != GemmActivation::none) {
-    using alg = dnnl::algorithm;
-    switch (activation) {
-      case GemmActivation::relu: ops.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f); break;
-      case GemmActivation::gelu: ops.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f); break;
-      case GemmActivation::gelu_tanh:
-        ops.append_eltwise(1.f, alg::eltwise_gelu_tanh, 0.f, 0.f);
-        break;
-      case GemmActivation::silu: ops.append_eltwise(1.f, alg::eltwise_swish, 1.f, 0.f); break;
-      case GemmActivation::quick_gelu:  // x sigmoid(1.702 x)
-        ops.append_eltwise(1.f, alg::eltwise_swish, 1.702f, 0.f);
-        break;
-      case GemmActivation::none: break;
-    }
-  }
+  if (accumulate) ops.append_sum(1.f);
+  append_activation(ops, activation);
   attr.set_post_ops(ops);
   dnnl::engine& engine = cpu_engine();
   try {
@@ -94,11 +88,10 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
                                             engine)
              : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine);
     dnnl::matmul prim(pd);
-    dnnl::memory a_mem(a_md, engine, const_cast<bf16*>(a));
-    dnnl::memory b_mem(b_md, engine, const_cast<bf16*>(b));
-    dnnl::memory c_mem(c_md, engine, c);
     std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
+        {DNNL_ARG_SRC, dnnl::memory(a_md, engine, const_cast<bf16*>(a))},
+        {DNNL_ARG_WEIGHTS, dnnl::memory(b_md, engine, const_cast<bf16*>(b))},
+        {DNNL_ARG_DST, dnnl::memory(c_md, engine, c)}};
     if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine, const_cast<float*>(bias)));
     dnnl::stream stream(engine);
     prim.execute(stream, args);
@@ -107,6 +100,35 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
     throw Error(std::string("[gemm_bf16] oneDNN failed (") + e.what() + ") for M=" +
                 std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k));
   }
+}
+
+}  // namespace
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
+               int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
+               const float* bias, GemmActivation activation) {
+  MLM_CHECK(beta == 0.f || beta == 1.f, ValueError, "[gemm_bf16] beta must be 0 or 1, got ",
+            beta);
+  MLM_CHECK(k > 0 || activation == GemmActivation::none, ValueError,
+            "[gemm_bf16] an activation needs K > 0");
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // C = beta C + bias
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        c[i * ldc + j] = (beta == 0.f ? 0.f : c[i * ldc + j]) + (bias ? bias[j] : 0.f);
+    return;
+  }
+  run_gemm_bf16(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta == 1.f, c,
+                dnnl::memory::data_type::f32, ldc, bias, activation);
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
+               int64_t lda, const bf16* b, int64_t ldb, bf16* c, int64_t ldc, const float* bias,
+               GemmActivation activation) {
+  MLM_CHECK(k > 0, ValueError, "[gemm_bf16] a bf16 output needs K > 0");
+  if (m == 0 || n == 0) return;
+  run_gemm_bf16(trans_a, trans_b, m, n, k, a, lda, b, ldb, false, c,
+                dnnl::memory::data_type::bf16, ldc, bias, activation);
 }
 
 }  // namespace metalm::ops

@@ -347,4 +347,33 @@ Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
   return y.reshape(out_shape);
 }
 
+Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const std::string& activation,
+           const Tensor& w2, const Tensor& b2) {
+  const GemmActivation act = gemm_activation_of(activation);
+  const bool fuse = act != GemmActivation::none && matmul_precision() == MatmulPrecision::bf16 &&
+                    !use_reference() && x.defined() && x.dtype() == DType::f32 &&
+                    !autograd::any_requires_grad({x, w1, b1, w2, b2});
+  auto composite = [&] { return linear(ops::activation(linear(x, w1, b1), activation), w2, b2); };
+  if (!fuse) return composite();
+  const Shape hidden_shape = check_linear(x, w1, b1);
+  Shape out_shape = check_linear(Tensor::empty({0, w1.size(0)}, x.dtype()), w2, b2);
+  out_shape = hidden_shape;
+  out_shape.back() = w2.size(0);
+  const int64_t in = w1.size(1), hidden = w1.size(0), out = w2.size(0);
+  const int64_t rows = shape_numel(Shape(hidden_shape.begin(), hidden_shape.end() - 1));
+  if (in == 0 || hidden == 0) return composite();
+  Tensor xb = to_bf16(x.reshape({rows, in}));
+  Tensor w1b = to_bf16(w1), w2b = to_bf16(w2);
+  Tensor b1c = b1.defined() ? b1.contiguous() : Tensor();
+  Tensor b2c = b2.defined() ? b2.contiguous() : Tensor();
+  Tensor h = Tensor::empty({rows, hidden}, DType::bf16);
+  gemm_bf16(false, true, rows, hidden, in, xb.data<bf16>(), in, w1b.data<bf16>(), in,
+            h.data<bf16>(), hidden, b1c.defined() ? b1c.data<float>() : nullptr, act);
+  xb = Tensor();  // free before the output is allocated
+  Tensor y = Tensor::empty({rows, out}, DType::f32);
+  gemm_bf16(false, true, rows, out, hidden, h.data<bf16>(), hidden, w2b.data<bf16>(), hidden, 0.f,
+            y.data<float>(), out, b2c.defined() ? b2c.data<float>() : nullptr);
+  return y.reshape(out_shape);
+}
+
 }  // namespace metalm::ops

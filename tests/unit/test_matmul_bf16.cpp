@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "metalm/autograd/autograd.h"
+#include "metalm/core/allocator.h"
 #include "metalm/ops/elementwise.h"
 #include "metalm/ops/matmul.h"
 #include "metalm/ops/reduce.h"
@@ -203,6 +205,42 @@ TEST(LinearActivation, ExactlyTheTwoOpsWithF32OrGradients) {
   // An activation oneDNN has no post-op for is rejected as ops::activation rejects it.
   EXPECT_TRUE(test::throws_with<ValueError>([&] { ops::linear_activation(x, w, b, "tanhh"); },
                                             "[activation] unknown activation 'tanhh'"));
+}
+
+// The fused inference MLP: the hidden layer is rounded to bf16 between the GEMMs, exactly what
+// the second bf16 GEMM would do to it anyway, so it equals the three ops up to the activation's
+// approximation (amplified by the second GEMM's sum over the hidden width).
+TEST(Mlp, FusedUnderBf16MatchesTheThreeOpsAndIsExactOtherwise) {
+  Tensor x = test::randn({3, 29, 48}, 40), w1 = test::randn({96, 48}, 41);
+  Tensor b1 = test::randn({96}, 42), w2 = test::randn({40, 96}, 43), b2 = test::randn({40}, 44);
+  const Tensor f32_want = ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2);
+  EXPECT_TRUE(test::all_close(ops::mlp(x, w1, b1, "gelu", w2, b2), f32_want, 0, 0));
+  ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
+  for (const char* act : {"relu", "gelu", "swish"}) {
+    SCOPED_TRACE(act);
+    const Tensor want = ops::linear(ops::activation(ops::linear(x, w1, b1), act), w2, b2);
+    const Tensor got = ops::mlp(x, w1, b1, act, w2, b2);
+    EXPECT_EQ(got.shape(), (Shape{3, 29, 40}));
+    // Hidden values within one bf16 rounding of each other can round to neighbouring bf16
+    // values: an error of 2^-8 relative on a few of the 96 terms.
+    EXPECT_TRUE(test::all_close(got, want, 1e-3, 2e-2));
+  }
+  // The fused path never holds the f32 hidden layer: its peak of live tensor bytes is lower.
+  auto peak_of = [](const std::function<Tensor()>& f) {
+    const size_t before = memory_stats().current_bytes;
+    memory_reset_peak();
+    f();
+    return memory_stats().peak_bytes - before;
+  };
+  const size_t fused = peak_of([&] { return ops::mlp(x, w1, b1, "gelu", w2, b2); });
+  const size_t three = peak_of([&] { return ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2); });
+  EXPECT_LT(fused + 3 * 29 * 96 * 4 / 2, three) << "fused " << fused << ", three ops " << three;
+  Tensor w2g = w2.detach().set_requires_grad();  // gradients wanted: the three ops, exactly
+  Tensor y = ops::mlp(x, w1, b1, "gelu", w2g, b2);
+  EXPECT_TRUE(test::all_close(y.detach(),
+                              ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2), 0, 0));
+  EXPECT_TRUE(test::throws_with<ShapeError>(
+      [&] { ops::mlp(x, w1, b1, "gelu", test::randn({40, 95}, 45), b2); }, "[linear]"));
 }
 
 TEST(MatmulPrecision, ParsesNamesAndRejectsOthers) {

@@ -22,6 +22,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
                          const std::string& activation);
 
+// linear(activation(linear(x, w1, b1)), w2, b2): a feed-forward block without anything between
+// the two layers. Fused like linear_activation() under bf16 inference, and the hidden layer
+// (activation output) leaves the first GEMM as bf16 and feeds the second one directly: the
+// [rows, hidden] f32 tensor is never written. Otherwise exactly the three ops.
+Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const std::string& activation,
+           const Tensor& w2, const Tensor& b2);
+
 // Plain C = alpha * op(A) op(B) + beta * C on row-major f32 buffers through oneDNN.
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -35,6 +42,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 enum class GemmActivation { none, relu, gelu, gelu_tanh, silu, quick_gelu };
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
+               const float* bias = nullptr, GemmActivation activation = GemmActivation::none);
+// The same with C = op(A) op(B) (+ bias, activation) written as bf16 (rounded to nearest even
+// from the f32 accumulator): a GEMM whose output only feeds another bf16 GEMM.
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
+               int64_t lda, const bf16* b, int64_t ldb, bf16* c, int64_t ldc,
                const float* bias = nullptr, GemmActivation activation = GemmActivation::none);
 
 // dst[i] = bf16(src[i]), round to nearest even (the Tensor::to rule), parallel and vectorized.

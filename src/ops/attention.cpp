@@ -536,6 +536,44 @@ void load_rows(const Rows<const T>& x, int64_t b, int64_t h, int64_t t0, int64_t
   }
 }
 
+// bf16 operands of the forward products under MatmulPrecision::bf16 (attn::tile_gemm_bf16's pair
+// layout). Key rows [j0, j0 + nk) of one (b, h) as the right operand of S = Q K^T: element
+// (d, j) at (d / 2) 2 BK + 2 j + d % 2; zero past nk and D.
+template <typename T>
+void pack_kt_bf16(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int64_t nk,
+                  int64_t D, int64_t Dp, uint16_t* dst) {
+  std::fill(dst, dst + Dp * kBlockK, uint16_t{0});
+  for (int64_t j = 0; j < nk; ++j) {
+    const T* xr = x.row(b, h, j0 + j);
+    for (int64_t d = 0; d < D; ++d)
+      dst[(d / 2) * 2 * kBlockK + 2 * j + d % 2] = f32_to_bf16(static_cast<float>(xr[d])).bits;
+  }
+}
+// Value rows [j0, j0 + nk) as the right operand of O += P V: element (j, d) at
+// (j / 2) 2 Dp + 2 d + j % 2; zero past nk and D.
+template <typename T>
+void pack_v_bf16(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int64_t nk,
+                 int64_t D, int64_t Dp, uint16_t* dst) {
+  std::fill(dst, dst + kBlockK * Dp, uint16_t{0});
+  for (int64_t j = 0; j < nk; ++j) {
+    const T* xr = x.row(b, h, j0 + j);
+    uint16_t* dr = dst + (j / 2) * 2 * Dp + j % 2;
+    for (int64_t d = 0; d < D; ++d) dr[2 * d] = f32_to_bf16(static_cast<float>(xr[d])).bits;
+  }
+}
+// n values to bf16 bits (round to nearest even, as everywhere).
+template <typename T>
+inline void round_to_bf16(const T* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(static_cast<float>(x[i])).bits;
+}
+// attn::tile_gemm_bf16 into T = float; never reached for f64, whose kernels never set bf16.
+template <typename T>
+inline void tile_gemm_bf16(int64_t M, int64_t N, int64_t K, const uint16_t* a, int64_t lda,
+                           const uint16_t* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+  if constexpr (std::is_same_v<T, float>)
+    attn::tile_gemm_bf16(M, N, K, a, lda, b, ldb, c, ldc, accumulate);
+}
+
 // Mask and bias for one score row s[0, kBlockK) of query i against keys [j0, j0 + nk):
 // hidden keys and the padding columns past nk become -inf, then the bias row is added.
 template <typename T>
@@ -573,10 +611,12 @@ struct BiasRows {
 // it is packed into L1 scratch instead, and for 1-2 query rows the scores are plain dot products
 // with the key rows (transposing the tile would cost more than the product).
 // With dropout, each row's probabilities are dropped after their (undropped) sum is taken.
+// bf16 (f32 only, with prepacked tiles): the two products take bf16 operands (q scaled, k, v and
+// the probabilities rounded to bf16) with f32 accumulation; the softmax stays f32.
 template <typename T>
 void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<const T>& v,
                   const BiasRows<T>& bias, const MaskSpec& mask, const DropoutSpec& drop,
-                  const Geometry& g, const Rows<T>& out, T* lse) {
+                  const Geometry& g, const Rows<T>& out, T* lse, bool bf16_ops) {
   const int64_t D = g.D, Dp = round_up(D, kVec<T>);
   const TilePlan plan(mask, g);
   const T scale = static_cast<T>(g.scale);
@@ -584,23 +624,39 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
   const int64_t ntasks = g.B * g.H * plan.nqb;
   const bool parallel = use_pool(ntasks, g);
   const int64_t tile_kt = D * kBlockK, tile_v = kBlockK * Dp;
-  enum Piece : size_t { kQ, kO, kS, kM, kL, kKt, kV };
-  const Scratch<T> scratch(
-      {kBlockQ * Dp, kBlockQ * Dp, kBlockQ * kBlockK, kBlockQ, kBlockQ, tile_kt, tile_v}, parallel);
   const bool prepack = plan.nqb > 1;
+  const bool bf16 = bf16_ops && prepack && std::is_same_v<T, float> && attn::kHaveBf16Dot;
+  // bf16: kt, v tiles in pair layout (pack_kt_bf16, pack_v_bf16), q and p rows rounded to bf16.
+  enum Piece : size_t { kQ, kO, kS, kM, kL, kKt, kV, kQ16, kP16 };
+  const Scratch<T> scratch({kBlockQ * Dp, kBlockQ * Dp, kBlockQ * kBlockK, kBlockQ, kBlockQ,
+                            tile_kt, tile_v, bf16 ? kBlockQ * Dp / 2 : 1,
+                            bf16 ? kBlockQ * kBlockK / 2 : 1},
+                           parallel);
   const int64_t ntiles = prepack ? g.B * g.H * plan.nkb : 0;
-  Tensor kt_storage = Tensor::empty({std::max<int64_t>(1, ntiles * tile_kt)}, dtype_of<T>());
-  Tensor v_storage = Tensor::empty({std::max<int64_t>(1, ntiles * tile_v)}, dtype_of<T>());
+  const int64_t tile16 = Dp * kBlockK;  // either bf16 tile (kt or v), in bf16 elements
+  const int64_t n32 = bf16 ? 0 : ntiles, n16 = bf16 ? ntiles : 0;  // tiles of each kind
+  Tensor kt_storage = Tensor::empty({std::max<int64_t>(1, n32 * tile_kt)}, dtype_of<T>());
+  Tensor v_storage = Tensor::empty({std::max<int64_t>(1, n32 * tile_v)}, dtype_of<T>());
+  Tensor kt16_storage = Tensor::empty({std::max<int64_t>(1, n16 * tile16)}, DType::bf16);
+  Tensor v16_storage = Tensor::empty({std::max<int64_t>(1, n16 * tile16)}, DType::bf16);
   T* kt_all = kt_storage.data<T>();
   T* v_all = v_storage.data<T>();
+  auto* kt16_all = reinterpret_cast<uint16_t*>(kt16_storage.data<metalm::bf16>());
+  auto* v16_all = reinterpret_cast<uint16_t*>(v16_storage.data<metalm::bf16>());
   if (prepack) {
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t bh = 0; bh < g.B * g.H; ++bh)
       for (int64_t kb = 0; kb < plan.nkb; ++kb) {
         const int64_t b = bh / g.H, h = bh % g.H, j0 = kb * kBlockK;
         const int64_t nk = std::min(kBlockK, g.Tk - j0);
-        load_transposed(k, b, h, j0, nk, D, kt_all + (bh * plan.nkb + kb) * tile_kt, kBlockK);
-        load_rows(v, b, h, j0, nk, D, Dp, T(1), v_all + (bh * plan.nkb + kb) * tile_v);
+        const int64_t tile = bh * plan.nkb + kb;
+        if (bf16) {
+          pack_kt_bf16(k, b, h, j0, nk, D, Dp, kt16_all + tile * tile16);
+          pack_v_bf16(v, b, h, j0, nk, D, Dp, v16_all + tile * tile16);
+          continue;
+        }
+        load_transposed(k, b, h, j0, nk, D, kt_all + tile * tile_kt, kBlockK);
+        load_rows(v, b, h, j0, nk, D, Dp, T(1), v_all + tile * tile_v);
       }
   }
 
@@ -614,10 +670,13 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
     T* l = scratch.get(tid, kL);    // [BQ] running sum
     T* kt_tile = scratch.get(tid, kKt);  // [D, BK] key tile (without prepack)
     T* v_tile = scratch.get(tid, kV);    // [BK, Dp] value tile (without prepack)
+    auto* q16 = reinterpret_cast<uint16_t*>(scratch.get(tid, kQ16));  // [BQ, Dp] bf16 qs
+    auto* p16 = reinterpret_cast<uint16_t*>(scratch.get(tid, kP16));  // [BQ, BK] bf16 probs
     const int64_t qb = task % plan.nqb, bh = task / plan.nqb, b = bh / g.H, h = bh % g.H;
     const int64_t i0 = qb * kBlockQ, nq = std::min(kBlockQ, g.Tq - i0);
 
     load_rows(q, b, h, i0, nq, D, Dp, scale, qs);
+    if (bf16) round_to_bf16(qs, q16, nq * Dp);
     std::fill(o, o + nq * Dp, T(0));
     std::fill(m, m + nq, neg_inf);
     std::fill(l, l + nq, T(0));
@@ -626,7 +685,10 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
       if (kind == TileKind::skip) continue;
       const int64_t j0 = kb * kBlockK, nk = std::min(kBlockK, g.Tk - j0);
       // s: [nq, BK] = qs: [nq, D] . k block^T
-      if (prepack) {
+      if (bf16) {
+        tile_gemm_bf16(nq, kBlockK, Dp, q16, Dp, kt16_all + (bh * plan.nkb + kb) * tile16,
+                       2 * kBlockK, s, kBlockK, false);
+      } else if (prepack) {
         const T* kt = kt_all + (bh * plan.nkb + kb) * tile_kt;
         tile_gemm<T>(nq, kBlockK, D, qs, Dp, 1, kt, kBlockK, s, kBlockK, false);
       } else if (nq <= 2) {
@@ -671,6 +733,12 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
         if (drop.on) drop.apply_row(sr, drop.row_counter(b, h, i0 + r), j0, nk);
       }
       // o: [nq, Dp] += p: [nq, nk] . v block: [nk, Dp]
+      if (bf16) {
+        round_to_bf16(s, p16, nq * kBlockK);
+        tile_gemm_bf16(nq, Dp, kBlockK, p16, kBlockK, v16_all + (bh * plan.nkb + kb) * tile16,
+                       2 * Dp, o, Dp, true);
+        continue;
+      }
       const T* vt = v_all + (bh * plan.nkb + kb) * tile_v;
       if (!prepack) {
         load_rows(v, b, h, j0, nk, D, Dp, T(1), v_tile);
@@ -916,12 +984,13 @@ std::vector<Tensor> fast_backward_entry(const FastSaved& sv, const Tensor& grad_
 }
 
 template <typename T>
-Tensor fast_forward_entry(const FastSaved& sv) {
+Tensor fast_forward_entry(const FastSaved& sv, bool bf16_ops) {
   const Geometry& g = sv.geo;
   const MaskSpec mask(sv.mask, g.Tk);
   const DropoutSpec drop(sv.dropout, g);
   fast_forward<T>(rows_of<const T>(sv.q), rows_of<const T>(sv.k), rows_of<const T>(sv.v),
-                  bias_rows<T>(sv.bias, g), mask, drop, g, rows_of<T>(sv.out), sv.lse.data<T>());
+                  bias_rows<T>(sv.bias, g), mask, drop, g, rows_of<T>(sv.out), sv.lse.data<T>(),
+                  bf16_ops);
   return sv.out;
 }
 
@@ -961,8 +1030,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   sv.mask.bias = Tensor();  // held (detached) in sv.bias; the closure must not own the graph
   sv.out = empty_like_layout(sv.q);
   sv.lse = Tensor::empty({g.B, g.H, g.Tq}, q.dtype());
-  Tensor out = q.dtype() == DType::f32 ? fast_forward_entry<float>(sv)
-                                       : fast_forward_entry<double>(sv);
+  // bf16 products in inference under MatmulPrecision::bf16 (backward has no bf16 form yet, so a
+  // forward that will be differentiated stays f32).
+  const bool bf16_ops = q.dtype() == DType::f32 && matmul_precision() == MatmulPrecision::bf16 &&
+                        !autograd::any_requires_grad({q, k, v, mask.bias});
+  Tensor out = q.dtype() == DType::f32 ? fast_forward_entry<float>(sv, bf16_ops)
+                                       : fast_forward_entry<double>(sv, false);
   sv.out = out.detach();  // the node hangs off `out`: saving `out` itself would own the node
   return autograd::record("attention", out, {q, k, v, mask.bias},
                           [sv](const Tensor& grad, const std::vector<bool>& needs) {

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 namespace metalm::ops::attn {
 
@@ -94,5 +97,76 @@ void tile_gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t a_rs, int64_
     }
   }
 }
+
+// ---------------------------------------------------------------- bf16 operands (AVX512-BF16)
+//
+// The same tile product with bf16 operands and f32 accumulators, on vdpbf16ps: each instruction
+// multiplies 16 pairs of bf16 (two consecutive k) and adds both products to 16 f32 lanes.
+// Layouts: a: [M, K] row-major bf16 (row stride lda, K even: a pair is one 32-bit broadcast);
+// b in "pair" (VNNI) layout: element (k, n) at b[(k / 2) * ldb + 2 n + k % 2], so one 64-byte
+// load holds 16 columns of two consecutive k. K must be even (pad with zero pairs).
+#if defined(__AVX512BF16__)
+inline constexpr bool kHaveBf16Dot = true;
+
+template <int R, int NV>
+inline void micro_kernel_bf16(int64_t K, const uint16_t* a, int64_t lda, const uint16_t* b,
+                              int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate ? _mm512_loadu_ps(c + r * ldc + v * 16) : _mm512_setzero_ps();
+  for (int64_t k2 = 0; k2 < K / 2; ++k2) {
+    __m512bh bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (__m512bh)_mm512_loadu_si512(b + k2 * ldb + v * 32);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * lda + 2 * k2, 4);
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * ldc + v * 16, acc[r][v]);
+}
+
+template <int NV>
+inline void panel_rows_bf16(int64_t M, int64_t K, const uint16_t* a, int64_t lda,
+                            const uint16_t* b, int64_t ldb, float* c, int64_t ldc,
+                            bool accumulate) {
+  int64_t r = 0;
+  for (; r + 4 <= M; r += 4)
+    micro_kernel_bf16<4, NV>(K, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate);
+  for (; r < M; ++r)
+    micro_kernel_bf16<1, NV>(K, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate);
+}
+
+// c: [M, N] f32 = or += a: [M, K] bf16 . b: [K, N] bf16 pair layout; N a multiple of 16.
+inline void tile_gemm_bf16(int64_t M, int64_t N, int64_t K, const uint16_t* a, int64_t lda,
+                           const uint16_t* b, int64_t ldb, float* c, int64_t ldc,
+                           bool accumulate) {
+  for (int64_t n0 = 0; n0 < N; n0 += 64) {
+    const uint16_t* bp = b + 2 * n0;
+    float* cp = c + n0;
+    switch (std::min<int64_t>(4, (N - n0) / 16)) {
+      case 4: panel_rows_bf16<4>(M, K, a, lda, bp, ldb, cp, ldc, accumulate); break;
+      case 3: panel_rows_bf16<3>(M, K, a, lda, bp, ldb, cp, ldc, accumulate); break;
+      case 2: panel_rows_bf16<2>(M, K, a, lda, bp, ldb, cp, ldc, accumulate); break;
+      default: panel_rows_bf16<1>(M, K, a, lda, bp, ldb, cp, ldc, accumulate); break;
+    }
+  }
+}
+#else
+inline constexpr bool kHaveBf16Dot = false;
+inline void tile_gemm_bf16(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*,
+                           int64_t, float*, int64_t, bool) {}  // never called: kHaveBf16Dot
+#endif
 
 }  // namespace metalm::ops::attn

@@ -695,5 +695,54 @@ TEST(AttentionDropout, RejectsBadProbability) {
         "[attention] dropout p must be in [0, 1)"));
 }
 
+// ---------------------------------------------------------------- bf16 products (inference)
+
+// Under MatmulPrecision::bf16 without gradients, the products take bf16 operands: within bf16's
+// error of the f64 reference (relative error of the whole output below 1e-2; q k^T sums 64
+// products of operands each rounded by up to 2^-9) and visibly not the f32 result. With
+// gradients wanted, the forward stays exactly f32.
+TEST(AttentionBf16, InferenceWithinBf16ErrorOfReference) {
+  Case causal = make_case("causal 200", 200, 200, 64, AttnMaskKind::causal);
+  Case padded = make_case("full 130 + padding + bias", 130, 130, 40, AttnMaskKind::full);
+  padded.padding = true;
+  padded.bias = BiasShape::h1;
+  Case seg = make_case("segment_causal 130 bthd", 130, 130, 24, AttnMaskKind::segment_causal);
+  seg.layout = Layout::bthd;
+  for (const Case& c : {causal, padded, seg}) {
+    SCOPED_TRACE(c.name);
+    const Leaves l = make_leaves(c, DType::f32, 700);
+    const Tensor zero_grad = Tensor::zeros({c.B, c.H, c.Tq, c.D}, DType::f32);
+    const Tensor f32_out = run(ops::attention, c, l, zero_grad).out;
+    const Tensor ref = run(ops::attention_reference, c, l, zero_grad).out;
+    ops::MatmulPrecisionGuard guard(ops::MatmulPrecision::bf16);
+    Tensor bf16_out;
+    {
+      NoGradGuard ng;
+      AttentionMask m = l.mask;
+      m.bias = l.bias;
+      Tensor qv = l.q, kv = l.k, vv = l.v;
+      if (c.layout == Layout::bthd) {
+        qv = qv.permute({0, 2, 1, 3});
+        kv = kv.permute({0, 2, 1, 3});
+        vv = vv.permute({0, 2, 1, 3});
+      }
+      bf16_out = ops::attention(qv, kv, vv, m);
+    }
+    const std::vector<double> a = bf16_out.to_vector<double>(), r = ref.to_vector<double>();
+    const std::vector<double> f = f32_out.to_vector<double>();
+    double err = 0, norm = 0, moved = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      err += (a[i] - r[i]) * (a[i] - r[i]);
+      norm += r[i] * r[i];
+      moved = std::max(moved, std::fabs(a[i] - f[i]));
+    }
+    EXPECT_LT(std::sqrt(err / norm), 1e-2);
+    EXPECT_TRUE(test::all_close(bf16_out, ref, 0, 5e-2));
+    EXPECT_GT(moved, 1e-4) << "bf16 products were not used";
+    // A forward that will be differentiated keeps f32 products: the f32 result, bit for bit.
+    EXPECT_TRUE(test::all_close(run(ops::attention, c, l, zero_grad).out, f32_out, 0, 0));
+  }
+}
+
 }  // namespace
 }  // namespace metalm

@@ -48,6 +48,9 @@ struct AttentionDropout {
 // Memory is linear in T: the forward keeps the output and one logsumexp per query row; backward
 // recomputes the probabilities tile by tile.
 // With dropout, backward regenerates the mask from the counters: nothing of size Tq x Tk is kept.
+// Under ops::MatmulPrecision::bf16, an f32 forward that needs no gradient (inference) with more
+// than 64 queries runs q k^T and p v on bf16 operands (q scaled, k, v and the probabilities
+// rounded to bf16; f32 accumulation and softmax), on AVX512-BF16 builds. Otherwise f32 products.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask = {},
                  double scale = 0.0, const AttentionDropout& dropout = {});
 

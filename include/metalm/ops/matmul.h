@@ -58,7 +58,8 @@ void convert_to_bf16(const float* src, bf16* dst, int64_t n);
 // 2^-9 per operand) and the products accumulate in f32; about 2x faster on AVX512-BF16 CPUs.
 // Parameters, activations and gradients stay f32. Never switched on silently: the CLI's
 // --matmul-precision and this call are the only ways in. A linear() records the precision it
-// ran with, so its backward uses the same one.
+// ran with, so its backward uses the same one. Also read by attention() (bf16 products in
+// inference, see attention.h), linear_activation() and mlp() (fused inference forms).
 enum class MatmulPrecision { f32, bf16 };
 void set_matmul_precision(MatmulPrecision precision);
 MatmulPrecision matmul_precision();

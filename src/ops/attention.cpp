@@ -546,7 +546,7 @@ void pack_kt_bf16(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int6
   for (int64_t j = 0; j < nk; ++j) {
     const T* xr = x.row(b, h, j0 + j);
     for (int64_t d = 0; d < D; ++d)
-      dst[(d / 2) * 2 * kBlockK + 2 * j + d % 2] = f32_to_bf16(static_cast<float>(xr[d])).bits;
+      dst[(d / 2) * 2 * kBlockK + 2 * j + d % 2] = f32_to_bf16_bits(static_cast<float>(xr[d]));
   }
 }
 // Value rows [j0, j0 + nk) as the right operand of O += P V: element (j, d) at
@@ -558,13 +558,14 @@ void pack_v_bf16(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int64
   for (int64_t j = 0; j < nk; ++j) {
     const T* xr = x.row(b, h, j0 + j);
     uint16_t* dr = dst + (j / 2) * 2 * Dp + j % 2;
-    for (int64_t d = 0; d < D; ++d) dr[2 * d] = f32_to_bf16(static_cast<float>(xr[d])).bits;
+    for (int64_t d = 0; d < D; ++d) dr[2 * d] = f32_to_bf16_bits(static_cast<float>(xr[d]));
   }
 }
 // n values to bf16 bits (round to nearest even, as everywhere).
 template <typename T>
 inline void round_to_bf16(const T* x, uint16_t* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(static_cast<float>(x[i])).bits;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16_bits(static_cast<float>(x[i]));
 }
 // attn::tile_gemm_bf16 into T = float; never reached for f64, whose kernels never set bf16.
 template <typename T>

@@ -17,14 +17,6 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// One bf16 value from the bits of an f32, with the branch-free form of f32_to_bf16 (dtype.h) so
-// the loop vectorizes: round to nearest even, NaN stays a quiet NaN.
-inline uint16_t round_to_bf16_bits(uint32_t u) {
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const uint32_t quiet_nan = (u >> 16) | 0x40u;
-  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
-}
-
 }  // namespace
 
 void set_matmul_precision(MatmulPrecision precision) { g_precision = precision; }
@@ -41,10 +33,9 @@ MatmulPrecision parse_matmul_precision(const std::string& text) {
 }
 
 void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
-  const auto* s = reinterpret_cast<const uint32_t*>(src);
   auto* d = reinterpret_cast<uint16_t*>(dst);
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) d[i] = round_to_bf16_bits(s[i]);
+  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16_bits(src[i]);
 }
 
 namespace {

@@ -33,6 +33,16 @@ inline bf16 f32_to_bf16(float f) {
   return bf16{static_cast<uint16_t>(u >> 16)};
 }
 
+// f32_to_bf16's bits, written without branches (the same results, NaN included) so that loops
+// over arrays vectorize.
+inline uint16_t f32_to_bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+
 // Float -> integer conversion defined for every input (a plain cast is undefined behaviour for
 // NaN and out-of-range values): NaN gives 0, values beyond the integer's range saturate, others
 // truncate toward zero as a cast does. Used by every float -> integer path (to(), item(), full()).

@@ -240,23 +240,25 @@ struct DropoutSpec {
   // x[jj] = keep(row, j0 + jj) ? x[jj] * scale : 0 for jj < n; row = row_counter(b, h, i).
   template <typename T>
   void apply_row(T* x, uint64_t row, int64_t j0, int64_t n) const {
-    const T sc = scale<T>();
-    const uint64_t c0 = row + static_cast<uint64_t>(j0);
-#pragma omp simd
-    for (int64_t jj = 0; jj < n; ++jj)
-      x[jj] = (Generator::hash(seed, c0 + static_cast<uint64_t>(jj)) >> 11) >= threshold
-                  ? x[jj] * sc
-                  : T(0);
+    drop_row(x, row, j0, n, true);
   }
   // f[jj] = keep(row, j0 + jj) ? scale : 0 for jj < n.
   template <typename T>
   void factor_row(T* f, uint64_t row, int64_t j0, int64_t n) const {
+    drop_row(f, row, j0, n, false);
+  }
+
+ private:
+  template <typename T>
+  void drop_row(T* x, uint64_t row, int64_t j0, int64_t n, bool times_x) const {
     const T sc = scale<T>();
     const uint64_t c0 = row + static_cast<uint64_t>(j0);
 #pragma omp simd
-    for (int64_t jj = 0; jj < n; ++jj)
-      f[jj] = (Generator::hash(seed, c0 + static_cast<uint64_t>(jj)) >> 11) >= threshold ? sc
-                                                                                          : T(0);
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const bool kept =
+          (Generator::hash(seed, c0 + static_cast<uint64_t>(jj)) >> 11) >= threshold;
+      x[jj] = kept ? (times_x ? x[jj] * sc : sc) : T(0);
+    }
   }
 };
 
@@ -536,29 +538,18 @@ void load_rows(const Rows<const T>& x, int64_t b, int64_t h, int64_t t0, int64_t
   }
 }
 
-// bf16 operands of the forward products under MatmulPrecision::bf16 (attn::tile_gemm_bf16's pair
-// layout). Key rows [j0, j0 + nk) of one (b, h) as the right operand of S = Q K^T: element
-// (d, j) at (d / 2) 2 BK + 2 j + d % 2; zero past nk and D.
-template <typename T>
-void pack_kt_bf16(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int64_t nk,
-                  int64_t D, int64_t Dp, uint16_t* dst) {
-  std::fill(dst, dst + Dp * kBlockK, uint16_t{0});
+// bf16 operands of the forward products under MatmulPrecision::bf16: rows [j0, j0 + nk) of one
+// (b, h) rounded to bf16 into dst (`size` elements, zeroed first, so padding past nk and D is 0)
+// at dst[at(j, d)], one of attn::tile_gemm_bf16's pair layouts of the right operand:
+// keys for S = Q K^T: (d, j) at (d / 2) 2 BK + 2 j + d % 2; values for O += P V: (j, d) at
+// (j / 2) 2 Dp + 2 d + j % 2.
+template <typename T, typename At>
+void pack_bf16(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int64_t nk, int64_t D,
+               int64_t size, uint16_t* dst, At at) {
+  std::fill(dst, dst + size, uint16_t{0});
   for (int64_t j = 0; j < nk; ++j) {
     const T* xr = x.row(b, h, j0 + j);
-    for (int64_t d = 0; d < D; ++d)
-      dst[(d / 2) * 2 * kBlockK + 2 * j + d % 2] = f32_to_bf16_bits(static_cast<float>(xr[d]));
-  }
-}
-// Value rows [j0, j0 + nk) as the right operand of O += P V: element (j, d) at
-// (j / 2) 2 Dp + 2 d + j % 2; zero past nk and D.
-template <typename T>
-void pack_v_bf16(const Rows<const T>& x, int64_t b, int64_t h, int64_t j0, int64_t nk,
-                 int64_t D, int64_t Dp, uint16_t* dst) {
-  std::fill(dst, dst + kBlockK * Dp, uint16_t{0});
-  for (int64_t j = 0; j < nk; ++j) {
-    const T* xr = x.row(b, h, j0 + j);
-    uint16_t* dr = dst + (j / 2) * 2 * Dp + j % 2;
-    for (int64_t d = 0; d < D; ++d) dr[2 * d] = f32_to_bf16_bits(static_cast<float>(xr[d]));
+    for (int64_t d = 0; d < D; ++d) dst[at(j, d)] = f32_to_bf16_bits(static_cast<float>(xr[d]));
   }
 }
 // n values to bf16 bits (round to nearest even, as everywhere).
@@ -627,7 +618,7 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
   const int64_t tile_kt = D * kBlockK, tile_v = kBlockK * Dp;
   const bool prepack = plan.nqb > 1;
   const bool bf16 = bf16_ops && prepack && std::is_same_v<T, float> && attn::kHaveBf16Dot;
-  // bf16: kt, v tiles in pair layout (pack_kt_bf16, pack_v_bf16), q and p rows rounded to bf16.
+  // bf16: kt, v tiles in pair layout (pack_bf16), q and p rows rounded to bf16.
   enum Piece : size_t { kQ, kO, kS, kM, kL, kKt, kV, kQ16, kP16 };
   const Scratch<T> scratch({kBlockQ * Dp, kBlockQ * Dp, kBlockQ * kBlockK, kBlockQ, kBlockQ,
                             tile_kt, tile_v, bf16 ? kBlockQ * Dp / 2 : 1,
@@ -652,8 +643,10 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
         const int64_t nk = std::min(kBlockK, g.Tk - j0);
         const int64_t tile = bh * plan.nkb + kb;
         if (bf16) {
-          pack_kt_bf16(k, b, h, j0, nk, D, Dp, kt16_all + tile * tile16);
-          pack_v_bf16(v, b, h, j0, nk, D, Dp, v16_all + tile * tile16);
+          pack_bf16(k, b, h, j0, nk, D, tile16, kt16_all + tile * tile16,
+                    [](int64_t j, int64_t d) { return (d / 2) * 2 * kBlockK + 2 * j + d % 2; });
+          pack_bf16(v, b, h, j0, nk, D, tile16, v16_all + tile * tile16,
+                    [Dp](int64_t j, int64_t d) { return (j / 2) * 2 * Dp + 2 * d + j % 2; });
           continue;
         }
         load_transposed(k, b, h, j0, nk, D, kt_all + tile * tile_kt, kBlockK);

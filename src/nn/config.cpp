@@ -615,8 +615,11 @@ std::string read_file(const std::string& path) {
 
 // Parses and rejects keys given twice in one object: json::parse keeps the last silently, and a
 // config that says "decoder_layers" twice is ambiguous to its reader.
-json parse_file(const std::string& path) {
-  const std::string text = read_file(path);
+json parse_text(const std::string& text, const std::string& path) {
+  if (static_cast<int64_t>(text.size()) > static_cast<int64_t>(kMaxFileBytes))
+    throw FormatError(detail::cat("[config] ", path, ": ", text.size(),
+                                  " bytes is too large for a config file (limit ", kMaxFileBytes,
+                                  ")"));
   std::vector<std::set<std::string>> seen;  // keys of each open object
   std::string duplicate;
   const json::parser_callback_t on_event = [&](int, json::parse_event_t event, json& parsed) {
@@ -639,6 +642,8 @@ json parse_file(const std::string& path) {
   if (!duplicate.empty()) fail(path, clip(duplicate), "given more than once");
   return j;
 }
+
+json parse_file(const std::string& path) { return parse_text(read_file(path), path); }
 
 void save_json(const std::string& path, const json& j) {
   write_file_atomic("config", path, j.dump(2) + "\n");
@@ -795,6 +800,9 @@ nlohmann::json to_json(const ArchConfig& cfg) {
 
 ArchConfig load_arch_config(const std::string& path) {
   return arch_from_json(parse_file(path), path);
+}
+ArchConfig parse_arch_config(const std::string& text, const std::string& source) {
+  return arch_from_json(parse_text(text, source), source);
 }
 EncoderConfig load_encoder_config(const std::string& path) {
   return config_from_json<EncoderConfig>(parse_file(path), path);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.h"
 #include "metalm/core/error.h"
 #include "metalm/nn/config.h"
 
@@ -785,6 +786,17 @@ TEST_F(ConfigFiles, HostileAndBrokenFiles) {
 
 // ---------------------------------------------------------------- derived values and §1.4
 
+TEST(Config, ParseFromTextNamesTheSourceAndKeepsTheSizeLimit) {
+  EXPECT_TRUE(metalm::test::throws_with<ValueError>(
+      [] { parse_arch_config(R"({"model_type": "decoder", "decoder_layerz": 2})", "inline"); },
+      {"[config] inline", "did you mean decoder_layers"}));
+  EXPECT_TRUE(metalm::test::throws_with<FormatError>([] { parse_arch_config("{\"model_type\"", "cut"); },
+                                             {"[config] cut", "invalid JSON"}));
+  const std::string huge = "{\"model_type\": \"decoder\"" + std::string(2 << 20, ' ') + "}";
+  EXPECT_TRUE(metalm::test::throws_with<FormatError>([&] { parse_arch_config(huge, "big"); },
+                                             {"[config] big", "too large"}));
+}
+
 TEST(Config, DerivedValues) {
   EncoderConfig e;
   EXPECT_EQ(e.head_dim(), 64);
@@ -918,6 +930,11 @@ TEST(Config, EveryExampleConfigLoadsAndIsDocumented) {
     EXPECT_TRUE(contains(readme, "`" + name + "`")) << "document it in configs/README.md";
     ArchConfig cfg;
     ASSERT_NO_THROW(cfg = load_arch_config(entry.path().string()));
+    // From its text (what fuzz_config drives), the same config.
+    std::ifstream text_in(entry.path());
+    const std::string text((std::istreambuf_iterator<char>(text_in)),
+                           std::istreambuf_iterator<char>());
+    EXPECT_EQ(to_json(parse_arch_config(text, name)), to_json(cfg));
     // Saved back, it reads the same (post-processing is idempotent).
     EXPECT_EQ(to_json(arch_config_from_json(to_json(cfg))), to_json(cfg));
     loaded.emplace(name, cfg);

@@ -229,6 +229,8 @@ nlohmann::json to_json(const ArchConfig& cfg);
 // cannot be read, FormatError if it is not JSON or is over 1 MiB, ValueError for everything
 // else, including a key given twice (which a JSON library would silently resolve to the last).
 ArchConfig load_arch_config(const std::string& path);
+// The same from the file's text (errors name `source` where they would name the path).
+ArchConfig parse_arch_config(const std::string& text, const std::string& source);
 EncoderConfig load_encoder_config(const std::string& path);  // model_type optional, if given
 DecoderConfig load_decoder_config(const std::string& path);  // it must match
 // Writes to_json(cfg), indented, atomically (temporary file in the same directory + rename).

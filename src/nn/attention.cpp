@@ -7,6 +7,7 @@
 
 #include "metalm/autograd/autograd.h"
 #include "metalm/ops/elementwise.h"
+#include "metalm/ops/matmul.h"
 
 namespace metalm::nn {
 
@@ -103,9 +104,27 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
   auto heads = [&](const Tensor& x) {  // [B, T, H*D] -> [B, H, T, D] view
     return x.reshape({B, x.size(1), H, D}).permute({0, 2, 1, 3});
   };
-  Tensor q = heads(q_proj.apply(query, in.route, lin));
-  Tensor k = heads(k_proj.apply(kv_in, in.route, lin));
-  Tensor v = heads(v_proj.apply(kv_in, in.route, lin));
+  Tensor q, k, v;
+  if (q_proj.count() == 1) {  // no multiway routing: projections that share an input go together
+    auto w = [](const Experts<Linear>& e) { return e.only().weight; };
+    auto b = [](const Experts<Linear>& e) { return e.only().bias; };
+    if (self) {
+      std::vector<Tensor> qkv = ops::linears(query, {w(q_proj), w(k_proj), w(v_proj)},
+                                             {b(q_proj), b(k_proj), b(v_proj)});
+      q = qkv[0], k = qkv[1], v = qkv[2];
+    } else {
+      q = q_proj.only().forward(query);
+      std::vector<Tensor> kv = ops::linears(kv_in, {w(k_proj), w(v_proj)}, {b(k_proj), b(v_proj)});
+      k = kv[0], v = kv[1];
+    }
+  } else {
+    q = q_proj.apply(query, in.route, lin);
+    k = k_proj.apply(kv_in, in.route, lin);
+    v = v_proj.apply(kv_in, in.route, lin);
+  }
+  q = heads(q);
+  k = heads(k);
+  v = heads(v);
 
   // With a cache, the new queries sit at positions q_offset .. q_offset + Tq - 1: xPos rotates
   // them from there, and the mask op gets the same offset (Tk - Tq) below.

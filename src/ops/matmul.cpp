@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 
 #include "metalm/autograd/autograd.h"
 #include "metalm/ops/elementwise.h"
@@ -208,27 +209,42 @@ Tensor to_bf16(const Tensor& t) {
   return out;
 }
 
-// linear() under MatmulPrecision::bf16. x and w are rounded to bf16 once; the forward and both
-// backward GEMMs read the bf16 copies, which backward keeps instead of f32 ones (half the saved
-// bytes). The upstream gradient is rounded to bf16 for dX = dY W and dW = dYᵀ X; the bias is
-// added in f32 by the GEMM and db = column sums of the f32 gradient.
-Tensor linear_bf16(const Tensor& x, const Tensor& w, const Tensor& b, int64_t rows,
-                   const Shape& out_shape) {
+// x: [rows, in] (f32, detached) and, while a GEMM needs it, its bf16 copy. The forward rounds it
+// once for all the products of one linears() call and then drops the copy: the op that made x
+// usually keeps it alive for its own backward, so holding a bf16 copy as well would add memory.
+// Backward rounds it again on first use; the copy then lives until the last of those products'
+// backward has run (the autograd nodes free their closures as they finish).
+struct RoundedInput {
+  Tensor x, xb;
+  const Tensor& bf16() {
+    if (!xb.defined()) xb = to_bf16(x);
+    return xb;
+  }
+};
+
+// linear() under MatmulPrecision::bf16 on a RoundedInput: the forward and both backward GEMMs
+// take bf16 operands (x and w rounded, and the upstream gradient for dX = dY W and dW = dYᵀ X);
+// the bias is added in f32 by the GEMM and db = column sums of the f32 gradient. Saved for
+// backward: x and w as they are (f32, shared storage), not bf16 copies.
+Tensor linear_bf16(const Tensor& x, const std::shared_ptr<RoundedInput>& in_x, const Tensor& w,
+                   const Tensor& b, int64_t rows, const Shape& out_shape) {
   const int64_t in = w.size(1), out = w.size(0);
-  Tensor xb = to_bf16(x.detach().reshape({rows, in}));
-  Tensor wb = to_bf16(w.detach());
   Tensor bias = b.defined() ? b.detach().contiguous() : Tensor();
   Tensor y = Tensor::empty({rows, out}, DType::f32);
-  gemm_bf16(false, true, rows, out, in, xb.data<bf16>(), in, wb.data<bf16>(), in, 0.f,
-            y.data<float>(), out, bias.defined() ? bias.data<float>() : nullptr);
+  {
+    const Tensor wb = to_bf16(w.detach());
+    gemm_bf16(false, true, rows, out, in, in_x->bf16().data<bf16>(), in, wb.data<bf16>(), in, 0.f,
+              y.data<float>(), out, bias.defined() ? bias.data<float>() : nullptr);
+  }
   return autograd::record(
       "linear", y.reshape(out_shape), {x, w, b},
-      [xb, wb, rows, in, out, x_shape = x.shape()](const Tensor& g_in,
-                                                   const std::vector<bool>& needs) {
+      [in_x, wd = w.detach(), rows, in, out, x_shape = x.shape()](const Tensor& g_in,
+                                                                  const std::vector<bool>& needs) {
         Tensor g = g_in.reshape({rows, out}).contiguous();
         Tensor gb16 = to_bf16(g);
         Tensor gx, gw, gb;
         if (needs[0]) {
+          const Tensor wb = to_bf16(wd);
           gx = Tensor::empty({rows, in}, DType::f32);
           gemm_bf16(false, false, rows, in, out, gb16.data<bf16>(), out, wb.data<bf16>(), in, 0.f,
                     gx.data<float>(), in);
@@ -236,12 +252,26 @@ Tensor linear_bf16(const Tensor& x, const Tensor& w, const Tensor& b, int64_t ro
         }
         if (needs[1]) {
           gw = Tensor::empty({out, in}, DType::f32);
-          gemm_bf16(true, false, out, in, rows, gb16.data<bf16>(), out, xb.data<bf16>(), in, 0.f,
-                    gw.data<float>(), in);
+          gemm_bf16(true, false, out, in, rows, gb16.data<bf16>(), out, in_x->bf16().data<bf16>(),
+                    in, 0.f, gw.data<float>(), in);
         }
         if (needs[2]) gb = sum(g, {0});
         return std::vector<Tensor>{gx, gw, gb};
       });
+}
+
+// linear_bf16 for every (weights[i], biases[i]) on one RoundedInput of x.
+std::vector<Tensor> linears_bf16(const Tensor& x, const std::vector<Tensor>& weights,
+                                 const std::vector<Tensor>& biases,
+                                 const std::vector<Shape>& out_shapes) {
+  const int64_t rows = shape_numel(Shape(out_shapes[0].begin(), out_shapes[0].end() - 1));
+  auto in_x = std::make_shared<RoundedInput>();
+  in_x->x = x.detach().reshape({rows, x.size(-1)}).contiguous();
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < weights.size(); ++i)
+    out.push_back(linear_bf16(x, in_x, weights[i], biases[i], rows, out_shapes[i]));
+  in_x->xb = Tensor();
+  return out;
 }
 
 }  // namespace
@@ -289,7 +319,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     if (b.defined()) y = add(y, b);
     return y.reshape(out_shape);
   }
-  if (matmul_precision() == MatmulPrecision::bf16) return linear_bf16(x, w, b, rows, out_shape);
+  if (matmul_precision() == MatmulPrecision::bf16) return linears_bf16(x, {w}, {b}, {out_shape})[0];
   const int64_t in = w.size(1), out = w.size(0);
   Tensor x2 = x.detach().reshape({rows, in}).contiguous();
   Tensor wc = w.detach().contiguous();
@@ -374,6 +404,25 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const std::strin
   gemm_bf16(false, true, rows, out, hidden, h.data<bf16>(), hidden, w2b.data<bf16>(), hidden, 0.f,
             y.data<float>(), out, b2c.defined() ? b2c.data<float>() : nullptr);
   return y.reshape(out_shape);
+}
+
+std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& weights,
+                            const std::vector<Tensor>& biases) {
+  MLM_CHECK(!weights.empty() && weights.size() == biases.size(), ValueError,
+            "[linears] needs as many biases (undefined for none) as weights, got ", weights.size(),
+            " weights and ", biases.size(), " biases");
+  std::vector<Tensor> out;
+  const bool shared = matmul_precision() == MatmulPrecision::bf16 && !use_reference() &&
+                      x.defined() && x.dtype() == DType::f32;
+  if (!shared) {
+    for (size_t i = 0; i < weights.size(); ++i) out.push_back(linear(x, weights[i], biases[i]));
+    return out;
+  }
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < weights.size(); ++i)
+    shapes.push_back(check_linear(x, weights[i], biases[i]));
+  out = linears_bf16(x, weights, biases, shapes);
+  return out;
 }
 
 }  // namespace metalm::ops

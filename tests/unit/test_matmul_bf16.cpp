@@ -243,6 +243,52 @@ TEST(Mlp, FusedUnderBf16MatchesTheThreeOpsAndIsExactOtherwise) {
       [&] { ops::mlp(x, w1, b1, "gelu", test::randn({40, 95}, 45), b2); }, "[linear]"));
 }
 
+// linears(): the separate linear() calls, bit for bit, forward and backward, in both
+// precisions; under bf16 with one rounded copy of x (a lower tensor peak than separate calls).
+TEST(Linears, EqualSeparateLinearsAndShareTheRoundedInput) {
+  for (MatmulPrecision p : {MatmulPrecision::f32, MatmulPrecision::bf16}) {
+    SCOPED_TRACE(ops::matmul_precision_name(p));
+    ops::MatmulPrecisionGuard guard(p);
+    const Tensor x0 = test::randn({4, 33, 64}, 50);
+    std::vector<Tensor> w0 = {test::randn({64, 64}, 51), test::randn({32, 64}, 52),
+                              test::randn({64, 64}, 53)};
+    std::vector<Tensor> b0 = {test::randn({64}, 54), Tensor(), test::randn({64}, 55)};
+    auto run = [&](bool together) {
+      Tensor x = x0.detach().set_requires_grad();
+      std::vector<Tensor> w, b;
+      for (size_t i = 0; i < 3; ++i) {
+        w.push_back(w0[i].detach().set_requires_grad());
+        b.push_back(b0[i].defined() ? b0[i].detach().set_requires_grad() : Tensor());
+      }
+      std::vector<Tensor> y;
+      if (together) {
+        y = ops::linears(x, w, b);
+      } else {
+        for (size_t i = 0; i < 3; ++i) y.push_back(ops::linear(x, w[i], b[i]));
+      }
+      Tensor loss = ops::add(ops::add(ops::sum(y[0]), ops::sum(ops::mul(y[1], y[1]))),
+                             ops::sum(ops::mul(y[2], 0.5)));
+      loss.backward();
+      std::vector<Tensor> got = {y[0].detach(), y[1].detach(), y[2].detach(), x.grad()};
+      for (size_t i = 0; i < 3; ++i) got.push_back(w[i].grad());
+      return got;
+    };
+    const std::vector<Tensor> a = run(true), b = run(false);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(test::all_close(a[i], b[i], 0, 0)) << i;
+  }
+  // What the forward keeps for backward under bf16: the outputs and nothing else (x and w are
+  // saved as they are; their bf16 copies are made again in backward), as with f32.
+  ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
+  const Tensor x = test::randn({256, 64}, 56).set_requires_grad(), w = test::randn({64, 64}, 57);
+  const size_t before = memory_stats().current_bytes;
+  std::vector<Tensor> kept = ops::linears(x, {w, w, w}, {Tensor(), Tensor(), Tensor()});
+  EXPECT_EQ(memory_stats().current_bytes - before, size_t{3} * 256 * 64 * 4);
+  ops::sum(ops::add(ops::add(kept[0], kept[1]), kept[2])).backward();
+  EXPECT_TRUE(x.grad().defined());
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { ops::linears(x, {w, w}, {Tensor()}); },
+                                            "[linears] needs as many biases"));
+}
+
 TEST(MatmulPrecision, ParsesNamesAndRejectsOthers) {
   EXPECT_EQ(ops::parse_matmul_precision("bf16"), MatmulPrecision::bf16);
   EXPECT_EQ(ops::parse_matmul_precision("f32"), MatmulPrecision::f32);

@@ -1,6 +1,7 @@
 // Matrix products on oneDNN sgemm (f32) and bf16 matmul, with a plain-loop reference (and f64).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "metalm/core/tensor.h"
 
@@ -12,6 +13,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 
 // x: [..., in], w: [out, in], b: [out] or undefined -> [..., out]   (y = x w^T + b, D2)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// linear(x, weights[i], biases[i]) for every i (a bias may be undefined): the q, k, v projections
+// of one input. Under MatmulPrecision::bf16 x is rounded to bf16 once for all of them, and that
+// one copy is what their backward passes keep. Otherwise exactly the separate linear() calls.
+std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& weights,
+                            const std::vector<Tensor>& biases);
 
 // activation(linear(x, w, b)) for an activation name of ops::activation(). Under
 // MatmulPrecision::bf16, for f32 inputs of which none needs a gradient (inference), the

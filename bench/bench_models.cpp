@@ -1,8 +1,9 @@
 // Model-level benchmarks for bench/run: a GPT-style decoder training step (forward, cross
 // entropy, backward, AdamW) and a BERT-style encoder forward, at the shapes of baselines.md.
-// --precision bf16 runs the cases with bf16 GEMMs in linear() (names get the suffix _bf16). Prints one JSON line per
-// case: median seconds per step, tokens per step, model FLOPs (matmul only, training = 3x
-// forward, as baselines.md counts them), and peak memory (see time_and_report).
+// --precision bf16 runs the cases with bf16 GEMMs (ops::MatmulPrecision; names get the suffix
+// _bf16). Prints one JSON line per case: median seconds per step, tokens per step, model FLOPs
+// (matmul only, training = 3x forward, as baselines.md counts them), and peak memory (see
+// time_and_report).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -167,7 +168,8 @@ int main(int argc, char** argv) {
   init_threads_from_env();
   // One precision per process, so each case's RSS growth is its own (bench/run runs both).
   ops::set_matmul_precision(precision);
-  for (const char* base : {"gpt_train_step_6L_d384_B8xT256", "bert_encoder_forward_6L_d384_B8xT256"}) {
+  for (const char* base :
+       {"gpt_train_step_6L_d384_B8xT256", "bert_encoder_forward_6L_d384_B8xT256"}) {
     if (!filter.empty() && case_name(base).find(filter) == std::string::npos) continue;
     if (base[0] == 'g') bench_gpt_train(steps);
     else bench_bert_forward(steps);

@@ -46,7 +46,9 @@ void append_activation(dnnl::post_ops& ops, GemmActivation activation) {
   switch (activation) {
     case GemmActivation::relu: ops.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f); break;
     case GemmActivation::gelu: ops.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f); break;
-    case GemmActivation::gelu_tanh: ops.append_eltwise(1.f, alg::eltwise_gelu_tanh, 0.f, 0.f); break;
+    case GemmActivation::gelu_tanh:
+      ops.append_eltwise(1.f, alg::eltwise_gelu_tanh, 0.f, 0.f);
+      break;
     case GemmActivation::silu: ops.append_eltwise(1.f, alg::eltwise_swish, 1.f, 0.f); break;
     case GemmActivation::quick_gelu:  // x sigmoid(1.702 x)
       ops.append_eltwise(1.f, alg::eltwise_swish, 1.702f, 0.f);

@@ -274,13 +274,6 @@ std::vector<Tensor> linears_bf16(const Tensor& x, const std::vector<Tensor>& wei
   return out;
 }
 
-}  // namespace
-
-// Fused for f32 on the fast path: the bias is written into the output rows first and sgemm
-// accumulates onto it (beta = 1), so the bias costs no extra pass; backward is dX = dY W,
-// dW = dYᵀ X (two sgemm calls) and db = column sums of dY.
-namespace {
-
 // The argument checks of linear() (and linear_activation()); returns the output shape.
 Shape check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   MLM_CHECK(x.defined() && w.defined(), ValueError, "[linear] undefined input or weight");
@@ -310,6 +303,10 @@ GemmActivation gemm_activation_of(const std::string& name) {
 
 }  // namespace
 
+// Fused for f32 on the fast path: the bias is written into the output rows first and sgemm
+// accumulates onto it (beta = 1), so the bias costs no extra pass; backward is dX = dY W,
+// dW = dYᵀ X (two sgemm calls) and db = column sums of dY. Under MatmulPrecision::bf16:
+// linear_bf16 above.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Shape out_shape = check_linear(x, w, b);
   // Rows counted explicitly: reshape({-1, in}) cannot infer them when in == 0.

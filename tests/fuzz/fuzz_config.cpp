@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const metalm::nn::ArchConfig cfg = metalm::nn::parse_arch_config(text, "fuzz");
     const std::string once = metalm::nn::to_json(cfg).dump();
-    const std::string twice = metalm::nn::to_json(metalm::nn::parse_arch_config(once, "again")).dump();
+    const std::string twice =
+        metalm::nn::to_json(metalm::nn::parse_arch_config(once, "again")).dump();
     if (once != twice) std::abort();  // the written config would load as another one
   } catch (const metalm::Error&) {
   }

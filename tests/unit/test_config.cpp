@@ -790,8 +790,8 @@ TEST(Config, ParseFromTextNamesTheSourceAndKeepsTheSizeLimit) {
   EXPECT_TRUE(metalm::test::throws_with<ValueError>(
       [] { parse_arch_config(R"({"model_type": "decoder", "decoder_layerz": 2})", "inline"); },
       {"[config] inline", "did you mean decoder_layers"}));
-  EXPECT_TRUE(metalm::test::throws_with<FormatError>([] { parse_arch_config("{\"model_type\"", "cut"); },
-                                             {"[config] cut", "invalid JSON"}));
+  EXPECT_TRUE(metalm::test::throws_with<FormatError>(
+      [] { parse_arch_config("{\"model_type\"", "cut"); }, {"[config] cut", "invalid JSON"}));
   const std::string huge = "{\"model_type\": \"decoder\"" + std::string(2 << 20, ' ') + "}";
   EXPECT_TRUE(metalm::test::throws_with<FormatError>([&] { parse_arch_config(huge, "big"); },
                                              {"[config] big", "too large"}));

@@ -233,7 +233,8 @@ TEST(Mlp, FusedUnderBf16MatchesTheThreeOpsAndIsExactOtherwise) {
     return memory_stats().peak_bytes - before;
   };
   const size_t fused = peak_of([&] { return ops::mlp(x, w1, b1, "gelu", w2, b2); });
-  const size_t three = peak_of([&] { return ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2); });
+  const size_t three =
+      peak_of([&] { return ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2); });
   EXPECT_LT(fused + 3 * 29 * 96 * 4 / 2, three) << "fused " << fused << ", three ops " << three;
   Tensor w2g = w2.detach().set_requires_grad();  // gradients wanted: the three ops, exactly
   Tensor y = ops::mlp(x, w1, b1, "gelu", w2g, b2);

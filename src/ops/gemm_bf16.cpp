@@ -90,8 +90,11 @@ void run_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     prim.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& e) {
+    // Primitive creation fails where oneDNN has no bf16 matmul for this CPU (it needs at least
+    // AVX-512; AVX512-BF16 makes it fast): say what to do instead.
     throw Error(std::string("[gemm_bf16] oneDNN failed (") + e.what() + ") for M=" +
-                std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k));
+                std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
+                "; bf16 matmul precision needs a CPU with AVX-512, use f32 otherwise");
   }
 }
 

@@ -96,8 +96,6 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
   MLM_CHECK(self == options.self_attention, ValueError, "[MultiheadAttention] built for ",
             options.self_attention ? "self" : "cross", "-attention but called for ",
             self ? "self" : "cross", "-attention");
-  MLM_CHECK(in.cache == nullptr || self, ValueError,
-            "[MultiheadAttention] the KV cache is for self-attention");
   const Tensor& kv_in = self ? query : key_value;
   const int64_t B = query.size(0), Tq = query.size(1), H = options.num_heads, D = head_dim;
   auto lin = [](Linear& l, const Tensor& x) { return l.forward(x); };
@@ -105,7 +103,15 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
     return x.reshape({B, x.size(1), H, D}).permute({0, 2, 1, 3});
   };
   Tensor q, k, v;
-  if (q_proj.count() == 1) {  // no multiway routing: projections that share an input go together
+  const bool cached_kv = !self && in.cache && in.cache->length() > 0;  // static, filled before
+  if (cached_kv) {
+    MLM_CHECK(in.cache->length() == kv_in.size(1), ShapeError,
+              "[MultiheadAttention] cached cross-attention keys hold ", in.cache->length(),
+              " positions, key_value has ", kv_in.size(1));
+    q = heads(q_proj.apply(query, in.route, lin));
+    k = in.cache->keys();
+    v = in.cache->values();
+  } else if (q_proj.count() == 1) {  // no multiway routing: projections of one input together
     auto w = [](const Experts<Linear>& e) { return e.only().weight; };
     auto b = [](const Experts<Linear>& e) { return e.only().bias; };
     if (self) {
@@ -122,14 +128,18 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
     k = k_proj.apply(kv_in, in.route, lin);
     v = v_proj.apply(kv_in, in.route, lin);
   }
-  q = heads(q);
-  k = heads(k);
-  v = heads(v);
+  if (!cached_kv) {
+    q = heads(q);
+    k = heads(k);
+    v = heads(v);
+  }
 
   // With a cache, the new queries sit at positions q_offset .. q_offset + Tq - 1: xPos rotates
   // them from there, and the mask op gets the same offset (Tk - Tq) below.
   int64_t q_offset = 0;
-  if (in.cache) {
+  if (in.cache && !self && !cached_kv) {
+    in.cache->append(k, v);  // the static keys/values, for the steps to come
+  } else if (in.cache && self) {
     q_offset = in.cache->length();
     in.cache->append(k, v);
     k = in.cache->keys();

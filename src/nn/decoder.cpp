@@ -13,15 +13,29 @@ namespace metalm::nn {
 
 // ------------------------------------------------------------------ IncrementalState
 
-IncrementalState::IncrementalState(const Decoder& decoder, int64_t batch, int64_t capacity) {
+IncrementalState::IncrementalState(const Decoder& decoder, int64_t batch, int64_t capacity)
+    : batch_(batch), heads_(decoder.config.decoder_attention_heads),
+      head_dim_(decoder.config.head_dim()) {
   const DecoderConfig& c = decoder.config;
   caches_.reserve(static_cast<size_t>(c.decoder_layers));
   for (int64_t i = 0; i < c.decoder_layers; ++i)
-    caches_.emplace_back(batch, c.decoder_attention_heads, capacity, c.head_dim());
+    caches_.emplace_back(batch, heads_, capacity, head_dim_);
+  cross_.resize(caches_.size());
+}
+
+KVCache& IncrementalState::cross_layer(size_t i, int64_t source_length) {
+  std::unique_ptr<KVCache>& c = cross_.at(i);
+  // A filled cache is returned as it is: a source of another length then fails in the attention
+  // (the sequence's keys belong to the first source) instead of being mixed in silently.
+  if (!c || (c->length() == 0 && c->capacity() < source_length))
+    c = std::make_unique<KVCache>(batch_, heads_, std::max<int64_t>(source_length, 1), head_dim_);
+  return *c;
 }
 
 void IncrementalState::reset() {
   for (auto& c : caches_) c.reset();
+  for (auto& c : cross_)
+    if (c) c->reset();
 }
 
 void IncrementalState::truncate(int64_t length) {
@@ -157,6 +171,8 @@ StackOutput Decoder::forward(const DecoderInputs& in) {
   }
   for (size_t i = 0; i < layers.size(); ++i) {
     li.cache = in.state ? &in.state->layer(i) : nullptr;
+    li.cross_cache =
+        in.state && cross ? &in.state->cross_layer(i, in.encoder_out.size(1)) : nullptr;
     x = layers[i]->forward(x, li);
   }
   if (layer_norm) x = layer_norm->forward(x);

@@ -185,6 +185,7 @@ Tensor TransformerLayer::forward(const Tensor& x_in, const LayerInputs& in) {
     c.route = in.route;
     c.key_padding = in.encoder_padding;
     c.rel_bias = in.cross_rel_bias;
+    c.cache = in.cross_cache;
     x = encoder_attn->forward(x, in.encoder_out, c);
     x = ops::dropout(x, options.dropout, dropout_gen_, train);
     x = residual_add(residual, x, Tensor());

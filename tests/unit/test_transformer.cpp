@@ -158,6 +158,47 @@ TEST(Incremental, CrossAttentionDecoderMatchesFullForward) {
   }
 }
 
+// The cross-attention keys/values are projected at the first step and reused (fairseq's
+// static_kv): later steps do not read encoder_out again, so replacing it changes nothing; after
+// reset() the next encoder output is projected anew.
+TEST(Incremental, CrossAttentionKeysAndValuesAreCachedOnce) {
+  nn::DecoderConfig cfg = tiny_decoder();
+  Generator gen(19);
+  nn::Decoder dec(cfg, gen, {nn::StackRole::encdec_decoder, 2, nullptr});
+  randomise(dec, 20);
+  dec.eval();
+  NoGradGuard ng;
+  const int64_t B = 2, T = 6;
+  Tensor tokens = random_tokens(B, T, cfg.vocab_size, 21);
+  Tensor enc = randn({B, 5, 32}, 22), other = randn({B, 5, 32}, 23);
+  nn::DecoderInputs full;
+  full.tokens = tokens;
+  full.encoder_out = enc;
+  Tensor ref = dec.forward(full).logits;
+  nn::IncrementalState state(dec, B, T);
+  for (int64_t pos = 0; pos < T; ++pos) {
+    nn::DecoderInputs in = full;
+    in.tokens = tokens.slice(1, pos, pos + 1).contiguous();
+    if (pos > 0) in.encoder_out = other;  // ignored: the cached projections of enc are used
+    in.state = &state;
+    EXPECT_TRUE(all_close(dec.forward(in).logits, ref.slice(1, pos, pos + 1), 1e-4, 2e-5))
+        << "position " << pos;
+  }
+  state.reset();
+  nn::DecoderInputs again = full;
+  again.encoder_out = other;
+  Tensor ref_other = dec.forward(again).logits;
+  again.tokens = tokens.slice(1, 0, 1).contiguous();
+  again.state = &state;
+  EXPECT_TRUE(all_close(dec.forward(again).logits, ref_other.slice(1, 0, 1), 1e-4, 2e-5));
+  // A source of another length than the cached one is an error, not a silent mix.
+  again.tokens = tokens.slice(1, 1, 2).contiguous();
+  for (int64_t len : {4, 6}) {
+    again.encoder_out = randn({B, len, 32}, 24);
+    EXPECT_THROW(dec.forward(again), ShapeError) << len;
+  }
+}
+
 TEST(Incremental, CapacityAndReset) {
   nn::DecoderConfig cfg = tiny_decoder();
   Generator gen(1);

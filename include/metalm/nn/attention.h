@@ -52,7 +52,9 @@ struct AttentionInputs {
   Tensor key_padding;                            // u8 [B, Tk], 1 = pad
   Tensor segment_ids;                            // i32 [B, Tk] for segment masks
   Tensor rel_bias;                               // [1 or B, H, Tq, Tk] additive bias
-  KVCache* cache = nullptr;                      // self-attention incremental state
+  // Self-attention: the incremental state (new keys/values are appended). Cross-attention: the
+  // static keys/values of key_value: filled from it when empty, then used instead of it.
+  KVCache* cache = nullptr;
 };
 
 class MultiheadAttention : public Module {
@@ -63,7 +65,8 @@ class MultiheadAttention : public Module {
 
   // query: [B, Tq, d]; key_value: [B, Tk, kdim] for cross-attention, undefined for self-attention.
   // With a cache, the new keys/values are appended first and queries sit at positions
-  // cache_length_before .. + Tq - 1 (causal masks get q_offset accordingly).
+  // cache_length_before .. + Tq - 1 (causal masks get q_offset accordingly). For
+  // cross-attention the cache holds key_value's projected keys/values (see AttentionInputs).
   Tensor forward(const Tensor& query, const Tensor& key_value, const AttentionInputs& in);
 
   MultiheadAttentionOptions options;

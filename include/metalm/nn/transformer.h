@@ -78,6 +78,7 @@ struct LayerInputs {
   Tensor key_padding;      // u8 [B, T] self-attention key padding (1 = pad)
   Tensor rel_bias;         // [1, H, Tq, Tk] self-attention relative bias
   KVCache* cache = nullptr;
+  KVCache* cross_cache = nullptr;  // cross-attention keys/values of encoder_out (static)
   Tensor encoder_out;      // [B, S, d_enc]: cross-attention keys/values
   Tensor encoder_padding;  // u8 [B, S]
   Tensor cross_rel_bias;   // [1, H, Tq, S]
@@ -185,17 +186,25 @@ class Encoder : public Module {
 class Decoder;
 
 // The per-layer KV caches of one decoding run, preallocated to `capacity` positions.
+// An encoder-decoder decoder also keeps, per layer, the cross-attention keys and values of the
+// encoder output: projected once, at the first call, and reused by every later step (fairseq's
+// static_kv), so the encoder_out given to later calls is not read again. reset() drops them
+// (a new sequence brings a new encoder output); truncate() keeps them.
 class IncrementalState {
  public:
   IncrementalState(const Decoder& decoder, int64_t batch, int64_t capacity);
   int64_t length() const { return caches_.front().length(); }  // positions already processed
   int64_t capacity() const { return caches_.front().capacity(); }
   KVCache& layer(size_t i) { return caches_.at(i); }
+  // Layer i's cross-attention cache, allocated for `source_length` keys at the first call.
+  KVCache& cross_layer(size_t i, int64_t source_length);
   void reset();
   void truncate(int64_t length);
 
  private:
+  int64_t batch_ = 0, heads_ = 0, head_dim_ = 0;
   std::vector<KVCache> caches_;
+  std::vector<std::unique_ptr<KVCache>> cross_;
 };
 
 struct DecoderInputs {

@@ -22,8 +22,9 @@ void add_common(CLI::App* cmd, int& threads, uint64_t& seed) {
 // --matmul-precision for the commands that compute (ops::set_matmul_precision).
 void add_precision(CLI::App* cmd, std::string& precision) {
   cmd->add_option("--matmul-precision", precision,
-                  "GEMM precision of the linear layers: f32 (exact) or bf16 (bf16 operands, f32 "
-                  "accumulation; about 2x faster GEMMs on AVX512-BF16, relative error ~1e-3)")
+                  "GEMM precision of linear layers and attention: f32 (full precision) or bf16 "
+                  "(bf16 operands, f32 accumulation: about 2x faster GEMMs on AVX512-BF16 CPUs; "
+                  "outputs move by about 0.1-1%)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));
 }

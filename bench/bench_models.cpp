@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "metalm/autograd/autograd.h"
@@ -77,7 +78,8 @@ void time_and_report(const std::string& name, const Step& step, int steps, doubl
     times.push_back(seconds_since(a));
   }
   const size_t tensor_peak = memory_stats().peak_bytes - base;
-  const size_t rss_growth = max_rss_bytes() > rss_before ? max_rss_bytes() - rss_before : 0;
+  const size_t rss_peak = max_rss_bytes();
+  const size_t rss_growth = rss_peak > rss_before ? rss_peak - rss_before : 0;
   std::sort(times.begin(), times.end());
   std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"tokens\": %lld, \"flops\": %.6e, "
               "\"peak_bytes\": %zu, \"tensor_peak_bytes\": %zu, \"precision\": \"%s\", "
@@ -94,7 +96,7 @@ std::string case_name(const char* base) {
                                                                : std::string(base);
 }
 
-void bench_gpt_train(int steps) {
+void bench_gpt_train(const char* name, int steps) {
   nn::DecoderConfig cfg;
   cfg.decoder_embed_dim = kDim;
   cfg.decoder_attention_heads = kHeads;
@@ -117,11 +119,11 @@ void bench_gpt_train(int steps) {
     opt.step();
     opt.zero_grad();
   };
-  time_and_report(case_name("gpt_train_step_6L_d384_B8xT256"), step, steps,
+  time_and_report(case_name(name), step, steps,
                   3.0 * forward_flops_per_token(true) * kBatch * kSeq);
 }
 
-void bench_bert_forward(int steps) {
+void bench_bert_forward(const char* name, int steps) {
   nn::EncoderConfig cfg;
   cfg.encoder_embed_dim = kDim;
   cfg.encoder_attention_heads = kHeads;
@@ -142,7 +144,7 @@ void bench_bert_forward(int steps) {
     in.features_only = true;
     return model.forward(in).features;
   };
-  time_and_report(case_name("bert_encoder_forward_6L_d384_B8xT256"), step, steps,
+  time_and_report(case_name(name), step, steps,
                   forward_flops_per_token(false) * kBatch * kSeq);
 }
 
@@ -168,11 +170,10 @@ int main(int argc, char** argv) {
   init_threads_from_env();
   // One precision per process, so each case's RSS growth is its own (bench/run runs both).
   ops::set_matmul_precision(precision);
-  for (const char* base :
-       {"gpt_train_step_6L_d384_B8xT256", "bert_encoder_forward_6L_d384_B8xT256"}) {
-    if (!filter.empty() && case_name(base).find(filter) == std::string::npos) continue;
-    if (base[0] == 'g') bench_gpt_train(steps);
-    else bench_bert_forward(steps);
-  }
+  const std::pair<const char*, void (*)(const char*, int)> cases[] = {
+      {"gpt_train_step_6L_d384_B8xT256", bench_gpt_train},
+      {"bert_encoder_forward_6L_d384_B8xT256", bench_bert_forward}};
+  for (const auto& [base, run] : cases)
+    if (filter.empty() || case_name(base).find(filter) != std::string::npos) run(base, steps);
   return 0;
 }

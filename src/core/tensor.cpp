@@ -267,6 +267,23 @@ Tensor Tensor::detach() const {
 // ---------------------------------------------------------------- strided copy
 
 namespace {
+// One element of src's type as D: bf16 rounds to nearest even, float -> integer saturates.
+template <typename D, typename S>
+inline D convert_element(S x) {
+  if constexpr (std::is_same_v<D, bf16> && std::is_same_v<S, bf16>)
+    return x;
+  else if constexpr (std::is_same_v<D, bf16>)
+    return f32_to_bf16(static_cast<float>(x));
+  else if constexpr (std::is_same_v<S, bf16> && std::is_integral_v<D>)
+    return saturating_cast<D>(bf16_to_f32(x));
+  else if constexpr (std::is_same_v<S, bf16>)
+    return static_cast<D>(bf16_to_f32(x));
+  else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>)
+    return saturating_cast<D>(x);
+  else
+    return static_cast<D>(x);
+}
+
 template <typename D, typename S>
 void copy_rows(const Tensor& dst, const Tensor& src) {
   D* dp = static_cast<D*>(dst.raw_data());
@@ -275,20 +292,11 @@ void copy_rows(const Tensor& dst, const Tensor& src) {
                           [&](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
                             D* d = dp + off[0];
                             const S* s = sp + off[1];
-                            for (int64_t i = 0; i < n; ++i) {
-                              if constexpr (std::is_same_v<D, bf16> && std::is_same_v<S, bf16>)
-                                d[i * st[0]] = s[i * st[1]];
-                              else if constexpr (std::is_same_v<D, bf16>)
-                                d[i * st[0]] = f32_to_bf16(static_cast<float>(s[i * st[1]]));
-                              else if constexpr (std::is_same_v<S, bf16> && std::is_integral_v<D>)
-                                d[i * st[0]] = saturating_cast<D>(bf16_to_f32(s[i * st[1]]));
-                              else if constexpr (std::is_same_v<S, bf16>)
-                                d[i * st[0]] = static_cast<D>(bf16_to_f32(s[i * st[1]]));
-                              else if constexpr (std::is_floating_point_v<S> &&
-                                                 std::is_integral_v<D>)
-                                d[i * st[0]] = saturating_cast<D>(s[i * st[1]]);
-                              else
-                                d[i * st[0]] = static_cast<D>(s[i * st[1]]);
+                            if (st[0] == 1 && st[1] == 1) {  // contiguous rows: vectorizes
+                              for (int64_t i = 0; i < n; ++i) d[i] = convert_element<D>(s[i]);
+                            } else {
+                              for (int64_t i = 0; i < n; ++i)
+                                d[i * st[0]] = convert_element<D>(s[i * st[1]]);
                             }
                           });
 }

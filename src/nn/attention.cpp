@@ -103,43 +103,41 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
     return x.reshape({B, x.size(1), H, D}).permute({0, 2, 1, 3});
   };
   Tensor q, k, v;
-  const bool cached_kv = !self && in.cache && in.cache->length() > 0;  // static, filled before
-  if (cached_kv) {
+  if (!self && in.cache && in.cache->length() > 0) {  // cross-attention: static keys/values
     MLM_CHECK(in.cache->length() == kv_in.size(1), ShapeError,
               "[MultiheadAttention] cached cross-attention keys hold ", in.cache->length(),
               " positions, key_value has ", kv_in.size(1));
     q = heads(q_proj.apply(query, in.route, lin));
     k = in.cache->keys();
     v = in.cache->values();
-  } else if (q_proj.count() == 1) {  // no multiway routing: projections of one input together
-    auto w = [](const Experts<Linear>& e) { return e.only().weight; };
-    auto b = [](const Experts<Linear>& e) { return e.only().bias; };
-    if (self) {
-      std::vector<Tensor> qkv = ops::linears(query, {w(q_proj), w(k_proj), w(v_proj)},
-                                             {b(q_proj), b(k_proj), b(v_proj)});
-      q = qkv[0], k = qkv[1], v = qkv[2];
-    } else {
-      q = q_proj.only().forward(query);
-      std::vector<Tensor> kv = ops::linears(kv_in, {w(k_proj), w(v_proj)}, {b(k_proj), b(v_proj)});
-      k = kv[0], v = kv[1];
-    }
   } else {
-    q = q_proj.apply(query, in.route, lin);
-    k = k_proj.apply(kv_in, in.route, lin);
-    v = v_proj.apply(kv_in, in.route, lin);
-  }
-  if (!cached_kv) {
+    if (q_proj.count() == 1) {  // no multiway routing: projections of one input together
+      auto w = [](const Experts<Linear>& e) { return e.only().weight; };
+      auto b = [](const Experts<Linear>& e) { return e.only().bias; };
+      if (self) {
+        std::vector<Tensor> qkv = ops::linears(query, {w(q_proj), w(k_proj), w(v_proj)},
+                                               {b(q_proj), b(k_proj), b(v_proj)});
+        q = qkv[0], k = qkv[1], v = qkv[2];
+      } else {
+        std::vector<Tensor> kv =
+            ops::linears(kv_in, {w(k_proj), w(v_proj)}, {b(k_proj), b(v_proj)});
+        q = q_proj.only().forward(query), k = kv[0], v = kv[1];
+      }
+    } else {
+      q = q_proj.apply(query, in.route, lin);
+      k = k_proj.apply(kv_in, in.route, lin);
+      v = v_proj.apply(kv_in, in.route, lin);
+    }
     q = heads(q);
     k = heads(k);
     v = heads(v);
+    if (!self && in.cache) in.cache->append(k, v);  // the static keys/values, for later steps
   }
 
-  // With a cache, the new queries sit at positions q_offset .. q_offset + Tq - 1: xPos rotates
-  // them from there, and the mask op gets the same offset (Tk - Tq) below.
+  // With a self-attention cache, the new queries sit at positions q_offset .. q_offset + Tq - 1:
+  // xPos rotates them from there, and the mask op gets the same offset (Tk - Tq) below.
   int64_t q_offset = 0;
-  if (in.cache && !self && !cached_kv) {
-    in.cache->append(k, v);  // the static keys/values, for the steps to come
-  } else if (in.cache && self) {
+  if (self && in.cache) {
     q_offset = in.cache->length();
     in.cache->append(k, v);
     k = in.cache->keys();

@@ -10,8 +10,9 @@
 // - attention_reference (attention_reference.cpp): the spec, dense f64 scores. Test oracle only.
 //   Both paths share attention_spec.h: the argument checks, MaskSpec and DropoutSpec.
 // - attention (this file): FlashAttention-2-style tiles of 64 queries x 64 keys with a running
-//   max and sum per query row. Forward saves only the output and the per-row logsumexp; backward recomputes
-//   each tile's probabilities from them. f32 and f64 share the templated code.
+//   max and sum per query row. Forward saves only the output and the per-row logsumexp;
+//   backward recomputes each tile's probabilities from them. f32 and f64 share the templated
+//   code.
 //
 // A query row with no visible key outputs zeros (and gets zero gradients), where PyTorch would
 // produce NaN (reference-spec 1.3 [quirk]).
@@ -29,7 +30,6 @@
 #include <vector>
 
 #include "metalm/autograd/autograd.h"
-#include "metalm/core/random.h"
 #include "metalm/ops/matmul.h"
 #include "ops/attention_kernels.h"
 #include "ops/attention_spec.h"

@@ -1,6 +1,6 @@
-// bf16 GEMM on oneDNN's matmul primitive (f32 accumulation and output), the f32 -> bf16 operand
-// conversion, and the process-wide precision setting that linear() reads. oneDNN keeps its own
-// primitive cache, so re-creating the primitive for a seen shape costs about 2 us.
+// bf16 GEMM on oneDNN's matmul primitive (f32 accumulation and output) and the process-wide
+// precision setting that linear() reads. oneDNN keeps its own primitive cache, so re-creating
+// the primitive for a seen shape costs about 2 us.
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <atomic>
@@ -11,11 +11,6 @@ namespace metalm::ops {
 namespace {
 
 std::atomic<MatmulPrecision> g_precision{MatmulPrecision::f32};
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 }  // namespace
 
@@ -32,13 +27,12 @@ MatmulPrecision parse_matmul_precision(const std::string& text) {
   throw ValueError("[matmul_precision] expected f32 or bf16, got '" + text + "'");
 }
 
-void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
-  auto* d = reinterpret_cast<uint16_t*>(dst);
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16_bits(src[i]);
-}
-
 namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
 
 // The oneDNN eltwise post-op of an activation.
 void append_activation(dnnl::post_ops& ops, GemmActivation activation) {

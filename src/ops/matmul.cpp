@@ -201,13 +201,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 
 namespace {
 
-// A contiguous bf16 copy of an f32 tensor (round to nearest even).
-Tensor to_bf16(const Tensor& t) {
-  Tensor c = t.contiguous();
-  Tensor out = Tensor::empty(c.shape(), DType::bf16);
-  convert_to_bf16(c.data<float>(), out.data<bf16>(), c.numel());
-  return out;
-}
+// A contiguous bf16 copy of an f32 tensor (round to nearest even), outside autograd.
+Tensor to_bf16(const Tensor& t) { return t.detach().to(DType::bf16); }
 
 // x: [rows, in] (f32, detached) and, while a GEMM needs it, its bf16 copy. The forward rounds it
 // once for all the products of one linears() call and then drops the copy: the op that made x
@@ -383,8 +378,8 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const std::strin
   auto composite = [&] { return linear(ops::activation(linear(x, w1, b1), activation), w2, b2); };
   if (!fuse) return composite();
   const Shape hidden_shape = check_linear(x, w1, b1);
-  Shape out_shape = check_linear(Tensor::empty({0, w1.size(0)}, x.dtype()), w2, b2);
-  out_shape = hidden_shape;
+  check_linear(Tensor::empty({0, w1.size(0)}, x.dtype()), w2, b2);  // w2, b2 against the hidden
+  Shape out_shape = hidden_shape;
   out_shape.back() = w2.size(0);
   const int64_t in = w1.size(1), hidden = w1.size(0), out = w2.size(0);
   const int64_t rows = shape_numel(Shape(hidden_shape.begin(), hidden_shape.end() - 1));

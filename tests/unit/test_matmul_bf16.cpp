@@ -41,7 +41,25 @@ float from_bits(uint32_t u) {
   return f;
 }
 
-TEST(ConvertToBf16, MatchesScalarRuleOnSpecialAndRandomValues) {
+// The nearest bf16 to a finite f32, ties to the even mantissa, found from the two candidates
+// in f64: an oracle that shares no code with f32_to_bf16_bits.
+uint16_t nearest_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;  // toward zero, away from zero
+  // hi may be the encoding of inf: as a rounding candidate it stands for 2^128.
+  const bool hi_is_inf = ((hi >> 16) & 0x7fffu) == 0x7f80u;
+  const double x = f, a = from_bits(lo);
+  const double b = hi_is_inf ? std::copysign(std::ldexp(1.0, 128), x) : double(from_bits(hi));
+  const double da = std::fabs(x - a), db = std::fabs(b - x);
+  if (da < db) return static_cast<uint16_t>(lo >> 16);
+  if (db < da) return static_cast<uint16_t>(hi >> 16);
+  return static_cast<uint16_t>(((lo >> 16) & 1u) ? hi >> 16 : lo >> 16);
+}
+
+// Tensor::to(bf16), the conversion of every bf16 GEMM operand, on special values, random values
+// of every magnitude, contiguous (vector loop) and strided (element loop).
+TEST(ConvertToBf16, TensorToMatchesNearestEvenOnSpecialAndRandomValues) {
   std::vector<float> v = {0.f, -0.f, 1.f, -1.5f, std::numeric_limits<float>::infinity(),
                           -std::numeric_limits<float>::infinity(),
                           std::numeric_limits<float>::quiet_NaN(),
@@ -53,18 +71,26 @@ TEST(ConvertToBf16, MatchesScalarRuleOnSpecialAndRandomValues) {
                           from_bits(0x7f7fffffu),   // largest finite: rounds to inf
                           std::numeric_limits<float>::min()};
   std::vector<float> r = random_floats(100003, 1);  // odd length: exercises the vector tail
+  for (size_t i = 0; i < r.size(); ++i) r[i] = std::ldexp(r[i], static_cast<int>(i % 200) - 100);
   v.insert(v.end(), r.begin(), r.end());
-  std::vector<bf16> out(v.size());
-  ops::convert_to_bf16(v.data(), out.data(), static_cast<int64_t>(v.size()));
+  const Tensor t = Tensor::from_vector<float>({static_cast<int64_t>(v.size())}, v);
+  const std::vector<bf16> out = t.to(DType::bf16).to_vector<bf16>();
   for (size_t i = 0; i < v.size(); ++i) {
-    const bf16 want = f32_to_bf16(v[i]);
-    ASSERT_EQ(out[i].bits, want.bits) << "element " << i << " = " << v[i];
+    if (std::isnan(v[i])) {
+      ASSERT_TRUE(std::isnan(bf16_to_f32(out[i]))) << "element " << i;
+      continue;
+    }
+    ASSERT_EQ(out[i].bits, nearest_bf16(v[i])) << "element " << i << " = " << v[i];
   }
-  EXPECT_TRUE(std::isnan(bf16_to_f32(out[6])) && std::isnan(bf16_to_f32(out[7])));
   EXPECT_EQ(out[8].bits, 0x3f80);
   EXPECT_EQ(out[9].bits, 0x3f82);
   EXPECT_EQ(out[10].bits, 0x3f81);
   EXPECT_TRUE(std::isinf(bf16_to_f32(out[12])));
+  // A strided view converts element by element: the same values.
+  const int64_t n = static_cast<int64_t>(v.size()) / 2;
+  const std::vector<bf16> strided =
+      t.slice(0, 0, 2 * n).reshape({n, 2}).slice(1, 0, 1).to(DType::bf16).to_vector<bf16>();
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(strided[i].bits, out[2 * i].bits) << i;
 }
 
 struct GemmCase {

@@ -25,16 +25,8 @@ inline float bf16_to_f32(bf16 v) {
   std::memcpy(&f, &u, 4);
   return f;
 }
-inline bf16 f32_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<uint16_t>((u >> 16) | 0x40)};  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return bf16{static_cast<uint16_t>(u >> 16)};
-}
-
-// f32_to_bf16's bits, written without branches (the same results, NaN included) so that loops
-// over arrays vectorize.
+// f32 -> bf16 bits: round to nearest even; NaN stays a quiet NaN. Written without branches so
+// that loops over arrays (Tensor::to, the bf16 GEMM operands) vectorize.
 inline uint16_t f32_to_bf16_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -42,6 +34,7 @@ inline uint16_t f32_to_bf16_bits(float f) {
   const uint32_t quiet_nan = (u >> 16) | 0x40u;
   return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
+inline bf16 f32_to_bf16(float f) { return bf16{f32_to_bf16_bits(f)}; }
 
 // Float -> integer conversion defined for every input (a plain cast is undefined behaviour for
 // NaN and out-of-range values): NaN gives 0, values beyond the integer's range saturate, others

@@ -56,9 +56,6 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
                int64_t lda, const bf16* b, int64_t ldb, bf16* c, int64_t ldc,
                const float* bias = nullptr, GemmActivation activation = GemmActivation::none);
 
-// dst[i] = bf16(src[i]), round to nearest even (the Tensor::to rule), parallel and vectorized.
-void convert_to_bf16(const float* src, bf16* dst, int64_t n);
-
 // Precision of the GEMMs inside linear() for f32 tensors, process-wide, like PyTorch's
 // torch.set_float32_matmul_precision. f32 (the default): exact sgemm. bf16: the operands of the
 // forward and of both backward GEMMs are rounded to bf16 (8-bit mantissa, relative error up to

@@ -18,6 +18,7 @@
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/allocator.h"
 #include "metalm/core/threads.h"
+#include "metalm/models/stack.h"
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/loss.h"
 #include "metalm/ops/matmul.h"
@@ -98,21 +99,21 @@ std::string case_name(const char* base) {
 
 void bench_gpt_train(const char* name, int steps) {
   nn::DecoderConfig cfg;
-  cfg.decoder_embed_dim = kDim;
-  cfg.decoder_attention_heads = kHeads;
-  cfg.decoder_ffn_embed_dim = kFfn;
-  cfg.decoder_layers = kLayers;
+  cfg.embed_dim = kDim;
+  cfg.attention_heads = kHeads;
+  cfg.ffn_embed_dim = kFfn;
+  cfg.layers = kLayers;
   cfg.vocab_size = kVocab;
   cfg.subln = false;  // plain Pre-LN GPT, as the PyTorch baseline
-  cfg.share_decoder_input_output_embed = true;
-  cfg.max_target_positions = kSeq;
+  cfg.share_input_output_embed = true;
+  cfg.max_positions = kSeq;
   nn::postprocess(cfg);
   Generator gen(1);
-  nn::Decoder model(cfg, gen);
+  models::Decoder model(cfg, gen);
   train::AdamW opt({{model.trainable_parameters(), 0.01, 1.0}}, {3e-4, 0.9, 0.98, 1e-8});
   Tensor tokens = random_tokens(2), targets = random_tokens(3).reshape({kBatch * kSeq});
   auto step = [&] {
-    nn::DecoderInputs in;
+    models::StackInputs in;
     in.tokens = tokens;
     Tensor logits = model.forward(in).logits.reshape({kBatch * kSeq, kVocab});
     ops::cross_entropy(logits, targets).backward();
@@ -125,21 +126,21 @@ void bench_gpt_train(const char* name, int steps) {
 
 void bench_bert_forward(const char* name, int steps) {
   nn::EncoderConfig cfg;
-  cfg.encoder_embed_dim = kDim;
-  cfg.encoder_attention_heads = kHeads;
-  cfg.encoder_ffn_embed_dim = kFfn;
-  cfg.encoder_layers = kLayers;
+  cfg.embed_dim = kDim;
+  cfg.attention_heads = kHeads;
+  cfg.ffn_embed_dim = kFfn;
+  cfg.layers = kLayers;
   cfg.vocab_size = kVocab;
   cfg.subln = false;
-  cfg.max_source_positions = kSeq;
+  cfg.max_positions = kSeq;
   nn::postprocess(cfg);
   Generator gen(4);
-  nn::Encoder model(cfg, gen);
+  models::Encoder model(cfg, gen);
   model.eval();
   Tensor tokens = random_tokens(5);
   auto step = [&] {
     NoGradGuard ng;
-    nn::EncoderInputs in;
+    models::StackInputs in;
     in.tokens = tokens;
     in.features_only = true;
     return model.forward(in).features;
@@ -169,7 +170,7 @@ int main(int argc, char** argv) {
   }
   init_threads_from_env();
   // One precision per process, so each case's RSS growth is its own (bench/run runs both).
-  ops::set_matmul_precision(precision);
+  const ops::MatmulPrecisionGuard guard(precision);
   const std::pair<const char*, void (*)(const char*, int)> cases[] = {
       {"gpt_train_step_6L_d384_B8xT256", bench_gpt_train},
       {"bert_encoder_forward_6L_d384_B8xT256", bench_bert_forward}};

@@ -40,6 +40,47 @@ void read_exact(int fd, void* dst, uint64_t n, const std::string& op, const std:
   }
 }
 
+void read_exact_at(int fd, void* dst, uint64_t n, uint64_t offset, const std::string& op,
+                   const std::string& path) {
+  char* p = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, p, static_cast<size_t>(std::min<uint64_t>(n, 1u << 30)),
+                              static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) io_error(op, path, "read failed: ", errno_text(errno));
+    if (r == 0) io_error(op, path, "unexpected end of file (did the file change while reading?)");
+    p += r;
+    n -= static_cast<uint64_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
+std::string read_file_bounded(const std::string& path, uint64_t max_bytes, const std::string& op,
+                              const std::string& what) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) io_error(op, path, "cannot open: ", errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) io_error(op, path, "cannot stat: ", errno_text(errno));
+  if (S_ISDIR(st.st_mode)) io_error(op, path, "is a directory, not a file");
+  if (!S_ISREG(st.st_mode)) io_error(op, path, "not a regular file");
+  auto too_large = [&](uint64_t n) {
+    throw FormatError(detail::cat("[", op, "] ", path, ": ", n, " bytes is too large for ", what,
+                                  " (limit ", max_bytes, ")"));
+  };
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) too_large(static_cast<uint64_t>(st.st_size));
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t r = ::read(fd.get(), buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) io_error(op, path, "read failed: ", errno_text(errno));
+    if (r == 0) break;
+    text.append(buf, static_cast<size_t>(r));
+    if (text.size() > max_bytes) too_large(text.size());  // grew while we read
+  }
+  return text;
+}
+
 AtomicFile::AtomicFile(std::string op, std::string target)
     : op_(std::move(op)),
       target_(std::move(target)),

@@ -22,6 +22,11 @@ double normal_at(uint64_t seed, uint64_t c) {
 // reserves `per_element` counters per element and fills p[i] = value_at(first_counter, i).
 Tensor fill_with(Generator& gen, const Shape& shape, DType dtype, uint64_t per_element,
                  const auto& value_at) {
+  if (!gen.draws()) {
+    Tensor t = Tensor::empty(shape, dtype);
+    gen.reserve(per_element * static_cast<uint64_t>(t.numel()));
+    return t;
+  }
   Tensor t = Tensor::empty(shape, DType::f64);
   double* p = t.data<double>();
   const int64_t n = t.numel();
@@ -61,6 +66,7 @@ Tensor Generator::uniform(const Shape& shape, double low, double high, DType dty
   Tensor t = fill_with(*this, shape, dtype, 1, [=](uint64_t base, int64_t i) {
     return low + (high - low) * uniform_at(s, base + i);
   });
+  if (!draws_) return t;
   if (high > low && dtype == DType::f32)
     keep_below_high<float>(t, low, high, static_cast<float>(high));
   if (high > low && dtype == DType::bf16)

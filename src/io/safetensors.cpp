@@ -4,6 +4,7 @@
 #include "metalm/io/safetensors.h"
 
 #include "metalm/core/file.h"
+#include "metalm/io/json.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -43,15 +44,7 @@ template <typename... Args>
   throw IoError(detail::cat("[safetensors] ", what, ": ", args...));
 }
 
-// A string from the file, JSON-quoted (control characters escaped) and cut to a readable length,
-// so that an error message stays on one line whatever the file contains.
-std::string quoted(const std::string& s) {
-  bool cut = s.size() > kMaxQuoted;
-  std::string q =
-      json(cut ? s.substr(0, kMaxQuoted) : s).dump(-1, ' ', false, json::error_handler_t::replace);
-  return cut ? q + "..." : q;
-}
-// A JSON value for a message, cut like quoted().
+// A JSON value for a message, cut like quote().
 std::string short_dump(const json& v) {
   std::string d = v.dump(-1, ' ', false, json::error_handler_t::replace);
   return d.size() > kMaxQuoted ? d.substr(0, kMaxQuoted) + "..." : d;
@@ -61,23 +54,34 @@ std::string shape_text(const Shape& shape) {
   return shape.size() <= 16 ? shape_str(shape) : detail::cat("<rank-", shape.size(), " shape>");
 }
 
-struct DTypeName {
+// A dtype as stored: its name, size, and the dtype it reads as (F16 is converted to f32; the
+// core has no f16). The writer writes only dtypes that read as themselves.
+struct StoredDType {
   const char* name;
   DType dtype;
+  uint64_t size;
 };
-constexpr DTypeName kDTypeNames[] = {{"F32", DType::f32},   {"F64", DType::f64},
-                                     {"BF16", DType::bf16}, {"I32", DType::i32},
-                                     {"I64", DType::i64},   {"U8", DType::u8}};
+constexpr StoredDType kDTypes[] = {{"F32", DType::f32, 4},   {"F64", DType::f64, 8},
+                                   {"BF16", DType::bf16, 2}, {"F16", DType::f32, 2},
+                                   {"I32", DType::i32, 4},   {"I64", DType::i64, 8},
+                                   {"U8", DType::u8, 1}};
 
 const char* safetensors_dtype_name(DType dtype) {
-  for (const DTypeName& d : kDTypeNames)
-    if (d.dtype == dtype) return d.name;
+  for (const StoredDType& d : kDTypes)
+    if (d.dtype == dtype && d.size == dtype_size(dtype)) return d.name;
   throw DTypeError(detail::cat("[safetensors] no safetensors name for dtype ", dtype_name(dtype)));
+}
+
+const StoredDType& stored_dtype(const std::string& name) {
+  for (const StoredDType& d : kDTypes)
+    if (name == d.name) return d;
+  throw std::logic_error("unvalidated dtype " + name);
 }
 
 // One tensor of the header; offsets are relative to the start of the data section.
 struct Entry {
   std::string name;
+  std::string stored;
   DType dtype = DType::f32;
   Shape shape;
   uint64_t begin = 0, end = 0;
@@ -106,39 +110,10 @@ uint64_t check_header_length(const uint8_t* prefix, uint64_t file_size, const st
   return n;
 }
 
-json parse_json(const char* text, size_t size, const std::string& what) {
-  // nlohmann keeps the last of duplicate keys silently. The parser callback sees every key, so
-  // track the keys of each open object and refuse the second occurrence.
-  std::vector<std::unordered_set<std::string>> open_keys;
-  auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        open_keys.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        open_keys.pop_back();
-        break;
-      case json::parse_event_t::key: {
-        const std::string& key = parsed.get_ref<const std::string&>();
-        if (!open_keys.back().insert(key).second) {
-          if (open_keys.size() == 1) format_error(what, "duplicate top-level key ", quoted(key));
-          format_error(what, "duplicate key ", quoted(key), " inside a header entry");
-        }
-        break;
-      }
-      default:
-        break;
-    }
-    return true;
-  };
-  try {
-    return json::parse(text, text + size, callback);
-  } catch (const json::exception& e) {
-    // nlohmann quotes the token it failed on, which can be as long as the header
-    std::string m = e.what();
-    if (m.size() > 4 * kMaxQuoted) m = m.substr(0, 4 * kMaxQuoted) + "...";
-    format_error(what, "header is not valid JSON: ", m);
-  }
+json parse_header_json(const char* text, size_t size, const std::string& what) {
+  // The header is bounded by check_header_length; this reader adds the duplicate-key rule.
+  return parse_json(std::string_view(text, size), JsonWhere{"safetensors", what}, "header",
+                    JsonLimits{kMaxHeaderBytes, 64});
 }
 
 // A JSON integer >= 0 (nlohmann stores "-0" as a signed integer, so accept that too).
@@ -156,11 +131,11 @@ bool get_non_negative(const json& v, uint64_t& out) {
 
 Entry parse_entry(const std::string& name, const json& v, uint64_t data_size,
                   const std::string& what) {
-  const std::string t = "tensor " + quoted(name);
+  const std::string t = "tensor " + quote(name, kMaxQuoted);
   if (!v.is_object()) format_error(what, t, ": entry is a JSON ", v.type_name(), ", not an object");
   for (const auto& item : v.items())
     if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets")
-      format_error(what, t, ": unknown field ", quoted(item.key()),
+      format_error(what, t, ": unknown field ", quote(item.key(), kMaxQuoted),
                    " (expected dtype, shape, data_offsets)");
   for (const char* field : {"dtype", "shape", "data_offsets"})
     if (!v.contains(field)) format_error(what, t, ": missing field \"", field, "\"");
@@ -171,12 +146,13 @@ Entry parse_entry(const std::string& name, const json& v, uint64_t data_size,
   if (!jdtype.is_string())
     format_error(what, t, ": dtype is a JSON ", jdtype.type_name(), ", not a string");
   const std::string& dname = jdtype.get_ref<const std::string&>();
-  const DTypeName* found = nullptr;
-  for (const DTypeName& d : kDTypeNames)
+  const StoredDType* found = nullptr;
+  for (const StoredDType& d : kDTypes)
     if (dname == d.name) found = &d;
   if (!found)
-    format_error(what, t, ": unsupported dtype ", quoted(dname),
-                 " (metalm reads F32, F64, BF16, I32, I64, U8)");
+    format_error(what, t, ": unsupported dtype ", quote(dname, kMaxQuoted),
+                 " (metalm reads F32, F64, BF16, F16, I32, I64, U8)");
+  e.stored = found->name;
   e.dtype = found->dtype;
 
   const json& jshape = v.at("shape");
@@ -211,7 +187,7 @@ Entry parse_entry(const std::string& name, const json& v, uint64_t data_size,
   if (e.end > data_size)
     format_error(what, t, ": data_offsets [", e.begin, ", ", e.end,
                  "] reach beyond the data section of ", data_size, " bytes");
-  const uint64_t nbytes = e.end - e.begin, esize = dtype_size(e.dtype);
+  const uint64_t nbytes = e.end - e.begin, esize = found->size;
   if (nbytes % esize != 0 || nbytes / esize != numel)
     format_error(what, t, ": ", dname, " shape ", shape_text(e.shape), " needs ", numel, " x ",
                  esize, " bytes, but data_offsets [", e.begin, ", ", e.end, "] span ", nbytes);
@@ -224,7 +200,7 @@ Metadata parse_metadata(const json& v, const std::string& what) {
   Metadata m;
   for (const auto& item : v.items()) {
     if (!item.value().is_string())
-      format_error(what, "__metadata__ value of ", quoted(item.key()), " is a JSON ",
+      format_error(what, "__metadata__ value of ", quote(item.key(), kMaxQuoted), " is a JSON ",
                    item.value().type_name(), ", not a string");
     m.emplace(item.key(), item.value().get<std::string>());
   }
@@ -233,7 +209,7 @@ Metadata parse_metadata(const json& v, const std::string& what) {
 
 // Parses and validates the header of a file whose data section is data_size bytes.
 Header parse_header(const char* text, size_t size, uint64_t data_size, const std::string& what) {
-  json root = parse_json(text, size, what);
+  json root = parse_header_json(text, size, what);
   if (!root.is_object())
     format_error(what, "header is a JSON ", root.type_name(), ", not an object");
   Header h;
@@ -254,11 +230,11 @@ Header parse_header(const char* text, size_t size, uint64_t data_size, const std
   const Entry* prev = nullptr;
   for (const Entry& e : h.entries) {
     if (e.begin < pos)  // then prev->begin <= e.begin < prev->end
-      format_error(what, "tensors ", quoted(prev->name), " [", prev->begin, ", ", prev->end,
-                   ") and ", quoted(e.name), " [", e.begin, ", ", e.end, ") overlap");
+      format_error(what, "tensors ", quote(prev->name, kMaxQuoted), " [", prev->begin, ", ", prev->end,
+                   ") and ", quote(e.name, kMaxQuoted), " [", e.begin, ", ", e.end, ") overlap");
     if (e.begin > pos)
       format_error(what, "gap of ", e.begin - pos, " bytes in the data section at offset ", pos,
-                   " (before tensor ", quoted(e.name), ")");
+                   " (before tensor ", quote(e.name, kMaxQuoted), ")");
     pos = e.end;
     prev = &e;
   }
@@ -268,7 +244,73 @@ Header parse_header(const char* text, size_t size, uint64_t data_size, const std
   return h;
 }
 
+// Converts n stored elements at src (dtype `stored`) into dst (dtype `to`, a float dtype, or the
+// stored dtype itself).
+void convert(const void* src, const StoredDType& stored, void* dst, DType to, uint64_t n) {
+  if (stored.dtype == to && stored.size == dtype_size(to)) {
+    std::memcpy(dst, src, n * stored.size);
+    return;
+  }
+  // Through f64 one element at a time: exact for every float source; rounding only into a
+  // narrower destination (f64 -> f32, anything -> bf16), to nearest even.
+  auto load = [&](uint64_t i) -> double {
+    const auto* p = static_cast<const uint8_t*>(src) + i * stored.size;
+    if (std::strcmp(stored.name, "F16") == 0) {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      return half_to_float(h);
+    }
+    if (stored.dtype == DType::bf16) {
+      bf16 b;
+      std::memcpy(&b, p, 2);
+      return bf16_to_f32(b);
+    }
+    if (stored.dtype == DType::f32) {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+    double d;
+    std::memcpy(&d, p, 8);
+    return d;
+  };
+  for (uint64_t i = 0; i < n; ++i) {
+    const double v = load(i);
+    switch (to) {
+      case DType::f32: static_cast<float*>(dst)[i] = static_cast<float>(v); break;
+      case DType::f64: static_cast<double*>(dst)[i] = v; break;
+      case DType::bf16: static_cast<bf16*>(dst)[i] = f32_to_bf16(static_cast<float>(v)); break;
+      default: throw std::logic_error("convert: not a float destination");
+    }
+  }
+}
+
+TensorInfo info_of(const Entry& e, uint64_t data_start) {
+  return {e.name, e.stored, e.dtype, e.shape, data_start + e.begin, e.end - e.begin};
+}
+
 }  // namespace
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);  // inf, NaN (payload kept)
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);  // normal: rebias 15 -> 127
+  } else if (man == 0) {
+    bits = sign;  // +-0
+  } else {  // subnormal: man * 2^-24, normalised
+    int shift = 0;
+    uint32_t m = man;
+    while (!(m & 0x400u)) m <<= 1, ++shift;
+    bits = sign | (static_cast<uint32_t>(113 - shift) << 23) | ((m & 0x3ffu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
 
 SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& what) {
   const uint64_t n = check_header_length(data, size, what);
@@ -278,38 +320,98 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
   SafetensorsFile out;
   for (Entry& e : h.entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    if (e.end > e.begin) std::memcpy(t.raw_data(), section + e.begin, e.end - e.begin);
+    const StoredDType& sd = stored_dtype(e.stored);
+    if (e.end > e.begin) convert(section + e.begin, sd, t.raw_data(), e.dtype, (e.end - e.begin) / sd.size);
     out.tensors.emplace(std::move(e.name), std::move(t));
   }
   out.metadata = std::move(h.metadata);
   return out;
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) io_error(path, "cannot open: ", errno_text(errno));
+SafetensorsReader::SafetensorsReader(const std::string& path)
+    : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)) {
+  if (fd_.get() < 0) io_error(path, "cannot open: ", errno_text(errno));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) io_error(path, "cannot stat: ", errno_text(errno));
+  if (::fstat(fd_.get(), &st) != 0) io_error(path, "cannot stat: ", errno_text(errno));
   if (S_ISDIR(st.st_mode)) io_error(path, "cannot read: ", errno_text(EISDIR));
+  if (!S_ISREG(st.st_mode)) io_error(path, "not a regular file");
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   uint8_t prefix[8] = {};
-  if (file_size >= 8) read_exact(fd.get(), prefix, 8, "safetensors", path);
+  if (file_size >= 8) read_exact_at(fd_.get(), prefix, 8, 0, "safetensors", path);
   const uint64_t n = check_header_length(prefix, file_size, path);
-  Header h;
-  {
-    std::string text(n, '\0');
-    read_exact(fd.get(), text.data(), n, "safetensors", path);
-    h = parse_header(text.data(), n, file_size - 8 - n, path);
+  std::string text(n, '\0');
+  read_exact_at(fd_.get(), text.data(), n, 8, "safetensors", path);
+  Header h = parse_header(text.data(), n, file_size - 8 - n, path);
+  data_start_ = 8 + n;
+  for (const Entry& e : h.entries) entries_.push_back(info_of(e, data_start_));
+  metadata_ = std::move(h.metadata);
+}
+
+const TensorInfo* SafetensorsReader::find(const std::string& name) const {
+  for (const TensorInfo& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+void SafetensorsReader::read_elements(const TensorInfo& e, uint64_t first, uint64_t count,
+                                      const Tensor& dst) const {
+  MLM_CHECK(dst.is_contiguous(), ValueError, "[safetensors] reads need a contiguous tensor");
+  const StoredDType& sd = stored_dtype(e.stored);
+  const bool same = sd.dtype == dst.dtype() && sd.size == dtype_size(dst.dtype());
+  MLM_CHECK(same || (dtype_is_float(sd.dtype) && dtype_is_float(dst.dtype())), ValueError,
+            "[safetensors] ", path_, ": tensor ", quote(e.name, kMaxQuoted), " is ", e.stored,
+            ", which does not convert to ", dst.str());
+  const uint64_t start = e.offset + first * sd.size;
+  if (same) {
+    if (count > 0) read_exact_at(fd_.get(), dst.raw_data(), count * sd.size, start, "safetensors", path_);
+    return;
   }
-  // Read each tensor straight into its storage (no second copy of the file in memory); the
-  // entries are sorted by offset and tile the data section, so the reads are sequential.
+  constexpr uint64_t kChunk = 1 << 22;  // the conversion buffer
+  const uint64_t per_chunk = kChunk / sd.size;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min(count, per_chunk) * sd.size));
+  auto* out = static_cast<uint8_t*>(dst.raw_data());
+  for (uint64_t i = 0; i < count; i += per_chunk) {
+    const uint64_t k = std::min(per_chunk, count - i);
+    read_exact_at(fd_.get(), buf.data(), k * sd.size, start + i * sd.size, "safetensors", path_);
+    convert(buf.data(), sd, out + i * dtype_size(dst.dtype()), dst.dtype(), k);
+  }
+}
+
+void SafetensorsReader::read_into(const std::string& name, const Tensor& dst) const {
+  const TensorInfo* e = find(name);
+  MLM_CHECK(e != nullptr, ValueError, "[safetensors] ", path_, ": no tensor ", quote(name, kMaxQuoted));
+  MLM_CHECK(dst.shape() == e->shape, ValueError, "[safetensors] ", path_, ": tensor ", quote(name, kMaxQuoted),
+            " is ", e->stored, shape_text(e->shape), ", the destination ", dst.str());
+  read_elements(*e, 0, static_cast<uint64_t>(dst.numel()), dst);
+}
+
+void SafetensorsReader::read_rows_into(const std::string& name, int64_t row_begin,
+                                       const Tensor& dst) const {
+  const TensorInfo* e = find(name);
+  MLM_CHECK(e != nullptr, ValueError, "[safetensors] ", path_, ": no tensor ", quote(name, kMaxQuoted));
+  Shape rest = dst.shape();
+  MLM_CHECK(!e->shape.empty() && !rest.empty() && row_begin >= 0 &&
+                row_begin + rest[0] <= e->shape[0] &&
+                Shape(e->shape.begin() + 1, e->shape.end()) == Shape(rest.begin() + 1, rest.end()),
+            ValueError, "[safetensors] ", path_, ": rows ", row_begin, " .. ", row_begin + rest[0],
+            " of ", quote(name, kMaxQuoted), " ", shape_text(e->shape), " do not fit ", dst.str());
+  const uint64_t row = static_cast<uint64_t>(shape_numel(Shape(rest.begin() + 1, rest.end())));
+  read_elements(*e, static_cast<uint64_t>(row_begin) * row, static_cast<uint64_t>(dst.numel()), dst);
+}
+
+Tensor SafetensorsReader::read(const std::string& name) const {
+  const TensorInfo* e = find(name);
+  MLM_CHECK(e != nullptr, ValueError, "[safetensors] ", path_, ": no tensor ", quote(name, kMaxQuoted));
+  Tensor t = Tensor::empty(e->shape, e->dtype);
+  read_into(name, t);
+  return t;
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  SafetensorsReader reader(path);
   SafetensorsFile out;
-  for (Entry& e : h.entries) {
-    Tensor t = Tensor::empty(e.shape, e.dtype);
-    read_exact(fd.get(), t.raw_data(), e.end - e.begin, "safetensors", path);
-    out.tensors.emplace(std::move(e.name), std::move(t));
-  }
-  out.metadata = std::move(h.metadata);
+  for (const TensorInfo& e : reader.entries()) out.tensors.emplace(e.name, reader.read(e.name));
+  out.metadata = reader.metadata();
   return out;
 }
 
@@ -319,7 +421,7 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
     MLM_CHECK(!name.empty(), ValueError, "[safetensors] ", path, ": empty tensor name");
     MLM_CHECK(name != "__metadata__", ValueError, "[safetensors] ", path,
               ": tensor name \"__metadata__\" is reserved for the metadata");
-    MLM_CHECK(t.defined(), ValueError, "[safetensors] ", path, ": tensor ", quoted(name),
+    MLM_CHECK(t.defined(), ValueError, "[safetensors] ", path, ": tensor ", quote(name, kMaxQuoted),
               " is undefined");
   }
   // Data layout: larger elements first, then by name (as the reference writer does), so that

@@ -7,6 +7,7 @@
 
 #include "metalm/autograd/autograd.h"
 #include "metalm/ops/elementwise.h"
+#include "metalm/nn/init.h"
 #include "metalm/ops/matmul.h"
 
 namespace metalm::nn {
@@ -50,7 +51,7 @@ namespace {
 // torch.nn.init.xavier_uniform_ on a [out, in] weight.
 void xavier_uniform(Linear& l, double gain, Generator& gen) {
   const double bound = gain * std::sqrt(6.0 / static_cast<double>(l.in_features + l.out_features));
-  copy_into(l.weight, gen.uniform(l.weight.shape(), -bound, bound, l.weight.dtype()));
+  init_uniform(l.weight, gen, -bound, bound);
 }
 
 }  // namespace
@@ -68,9 +69,8 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& o, Gener
   auto proj = [&](int64_t in, double g, bool zero_bias) {
     return [&, in, g, zero_bias] {
       auto l = std::make_shared<Linear>(in, o.embed_dim, true, gen);
-      NoGradGuard ng;
       xavier_uniform(*l, g, gen);
-      if (zero_bias) copy_into(l->bias, Tensor::zeros(l->bias.shape(), l->bias.dtype()));
+      if (zero_bias) init_zeros(l->bias, gen);
       return l;
     };
   };
@@ -148,13 +148,11 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,
     q = xpos->forward(q, q_offset, false);
     k = xpos->forward(k, 0, true);  // the whole cache, re-rotated every step (spec 1.3)
   }
-  ops::AttentionMask mask;
-  mask.kind = in.mask;
-  mask.q_offset = (in.mask == ops::AttnMaskKind::full) ? 0 : Tk - Tq;
-  mask.prefix_len = in.prefix_len;
-  mask.key_padding = in.key_padding;
-  mask.segment_ids = in.segment_ids;
-  mask.bias = in.rel_bias;
+  static const ops::AttentionMask kFull;
+  const ops::AttentionMask& mask = in.mask ? *in.mask : kFull;
+  MLM_CHECK(mask.kind == ops::AttnMaskKind::full || mask.q_offset == q_offset, ValueError,
+            "[MultiheadAttention] the mask puts the queries at position ", mask.q_offset,
+            " but the cache holds ", q_offset, " earlier keys");
   ops::AttentionDropout dropout;
   if (is_training() && options.dropout > 0) {  // one counter per probability [B, H, Tq, Tk]
     dropout.p = options.dropout;

@@ -39,10 +39,8 @@ Tensor SimpleConnector::forward(const Tensor& x) {
 
 // ------------------------------------------------------------------ complex
 
-ComplexConnector::ComplexConnector(int64_t in, int64_t out, const std::string& act, Generator& gen)
+ComplexConnector::ComplexConnector(int64_t in, int64_t out, ops::Activation act, Generator& gen)
     : Connector(in, out), activation(act) {
-  // Validate the activation name now rather than at the first forward.
-  ops::activation(Tensor::zeros({1}), activation);
   dense = register_module("dense", std::make_shared<Linear>(in, in, true, gen));
   predict = register_module("predict", std::make_shared<Linear>(in, out, true, gen));
 }

@@ -17,7 +17,6 @@ FeedForwardNetwork::FeedForwardNetwork(const FeedForwardOptions& o, Generator& i
   if (o.subln)
     ffn_layernorm = register_module("ffn_layernorm",
                                     std::make_shared<LayerNorm>(o.ffn_dim, o.layernorm_eps));
-  ops::activation(Tensor::zeros({1}), o.activation);  // validates the name now, not mid-training
 }
 
 Tensor FeedForwardNetwork::forward(const Tensor& x) {

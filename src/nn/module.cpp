@@ -64,7 +64,7 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> module) 
   children_.emplace_back(name, std::move(module));
 }
 
-void Module::collect(const std::string& prefix, NamedTensors* params, NamedTensors* buffers) const {
+void Module::collect(const std::string& prefix, Named* params, Named* buffers) const {
   if (params)
     for (const auto& [n, t] : params_) params->emplace_back(prefix + n, t);
   if (buffers)
@@ -72,27 +72,29 @@ void Module::collect(const std::string& prefix, NamedTensors* params, NamedTenso
   for (const auto& [n, m] : children_) m->collect(prefix + n + ".", params, buffers);
 }
 
-NamedTensors Module::named_parameters() const {
-  NamedTensors out;
-  collect("", &out, nullptr);
-  return out;
+TensorMap Module::named_parameters() const {
+  Named all;
+  collect("", &all, nullptr);
+  return TensorMap(all.begin(), all.end());
 }
 
 std::vector<Tensor> Module::parameters() const {
+  Named all;
+  collect("", &all, nullptr);
   std::vector<Tensor> out;
-  for (auto& [n, t] : named_parameters()) out.push_back(t);
+  for (auto& [n, t] : all) out.push_back(t);
   return out;
 }
 
-NamedTensors Module::named_buffers() const {
-  NamedTensors out;
-  collect("", nullptr, &out);
-  return out;
+TensorMap Module::named_buffers() const {
+  Named all;
+  collect("", nullptr, &all);
+  return TensorMap(all.begin(), all.end());
 }
 
 std::vector<Tensor> Module::trainable_parameters() const {
   std::vector<Tensor> out;
-  for (auto& [n, t] : named_parameters())
+  for (const Tensor& t : parameters())
     if (t.requires_grad()) out.push_back(t);
   return out;
 }
@@ -104,45 +106,54 @@ int64_t Module::parameter_count(bool trainable_only) const {
   return n;
 }
 
-StateDict Module::state_dict() const {
-  StateDict out;
-  NamedTensors all;
+TensorMap Module::state_dict() const {
+  Named all;
   collect("", &all, &all);
-  for (auto& [n, t] : all) out.emplace(n, t);
-  return out;
+  return TensorMap(all.begin(), all.end());
 }
 
-void Module::load_state_dict(const StateDict& state, bool strict) {
-  NamedTensors all;
-  collect("", &all, &all);
+int64_t Module::state_bytes() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : state_dict()) n += static_cast<int64_t>(t.nbytes());
+  return n;
+}
+
+std::string state_mismatch(const TensorMap& model, const std::map<std::string, Shape>& given,
+                           bool strict) {
   std::vector<std::string> missing, mismatched, unexpected;
-  std::set<std::string> known;
-  for (const auto& [name, t] : all) {
-    known.insert(name);
-    auto it = state.find(name);
-    if (it == state.end()) {
+  for (const auto& [name, t] : model) {
+    auto it = given.find(name);
+    if (it == given.end())
       missing.push_back(name);
-      continue;
-    }
-    if (it->second.shape() != t.shape()) {
-      mismatched.push_back(name + " (checkpoint " + shape_str(it->second.shape()) + ", model " +
+    else if (it->second != t.shape())
+      mismatched.push_back(name + " (checkpoint " + shape_str(it->second) + ", model " +
                            shape_str(t.shape()) + ")");
-    }
   }
-  for (const auto& [name, t] : state)
-    if (!known.count(name)) unexpected.push_back(name);
+  for (const auto& [name, shape] : given)
+    if (!model.count(name)) unexpected.push_back(name);
   auto list = [](const std::vector<std::string>& v) {
     std::ostringstream os;
     for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
     return os.str();
   };
-  std::ostringstream err;
-  if (!mismatched.empty()) err << " mis-shaped: " << list(mismatched) << ";";
-  if (strict && !missing.empty()) err << " missing: " << list(missing) << ";";
-  if (strict && !unexpected.empty()) err << " unexpected: " << list(unexpected) << ";";
-  MLM_CHECK(err.str().empty(), ValueError, "[load_state_dict]", err.str());
+  std::string err;
+  auto add = [&](const char* what, const std::vector<std::string>& names) {
+    if (!names.empty()) err += (err.empty() ? " " : "; ") + std::string(what) + list(names);
+  };
+  add("mis-shaped: ", mismatched);
+  if (strict) add("missing: ", missing);
+  if (strict) add("unexpected: ", unexpected);
+  return err;
+}
+
+void Module::load_state_dict(const TensorMap& state, bool strict) {
+  const TensorMap mine = state_dict();
+  std::map<std::string, Shape> shapes;
+  for (const auto& [name, t] : state) shapes.emplace(name, t.shape());
+  const std::string err = state_mismatch(mine, shapes, strict);
+  MLM_CHECK(err.empty(), ValueError, "[load_state_dict]", err);
   NoGradGuard ng;
-  for (const auto& [name, t] : all) {
+  for (const auto& [name, t] : mine) {
     auto it = state.find(name);
     if (it != state.end()) copy_into(t.detach(), it->second.detach());
   }
@@ -162,7 +173,7 @@ int64_t Module::freeze(const std::string& pattern, bool frozen) {
 void Module::to(DType dtype) {
   MLM_CHECK(dtype == DType::f32 || dtype == DType::f64, DTypeError,
             "[module] to(): f32 or f64 only, got ", dtype_name(dtype));
-  NamedTensors all;
+  Named all;
   collect("", &all, &all);
   for (const auto& [name, t] : all) {
     if (!(t.dtype() == DType::f32 || t.dtype() == DType::f64) || t.dtype() == dtype) continue;

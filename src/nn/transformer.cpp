@@ -25,27 +25,44 @@ Tensor drop_path(const Tensor& x, double p, Generator& gen, bool training) {
 
 // ------------------------------------------------------------------ options from configs
 
-TransformerLayerOptions encoder_layer_options(const EncoderConfig& cfg, int64_t layer,
-                                              StackRole role, int64_t decoder_layers) {
-  MLM_CHECK(layer >= 0 && layer < cfg.encoder_layers, ValueError, "[EncoderLayer] layer ", layer,
-            " out of range for ", cfg.encoder_layers, " layers");
-  MLM_CHECK(role == StackRole::encoder_only || role == StackRole::encdec_encoder, ValueError,
-            "[EncoderLayer] role must be encoder_only or encdec_encoder");
+namespace {
+
+// What every layer of a stack shares, whichever the stack (role checked by the caller).
+TransformerLayerOptions stack_layer_options(const StackConfig& cfg, int64_t layer, double alpha) {
   TransformerLayerOptions o;
-  o.embed_dim = cfg.encoder_embed_dim;
-  o.num_heads = cfg.encoder_attention_heads;
-  o.ffn_dim = cfg.encoder_ffn_embed_dim;
+  o.embed_dim = cfg.embed_dim;
+  o.num_heads = cfg.attention_heads;
+  o.ffn_dim = cfg.ffn_embed_dim;
   o.activation = cfg.activation_fn;
   o.dropout = cfg.dropout;
   o.attention_dropout = cfg.attention_dropout;
   o.activation_dropout = cfg.activation_dropout;
   o.drop_path = cfg.drop_path_prob(layer);
-  o.normalize_before = cfg.encoder_normalize_before;
+  o.normalize_before = cfg.normalize_before;
   o.subln = cfg.subln;
-  o.alpha = cfg.deepnorm ? deepnorm_alpha(role, cfg.encoder_layers, decoder_layers) : 1.0;
+  o.alpha = alpha;
   o.layernorm_eps = cfg.layernorm_eps;
   o.xpos = cfg.xpos_rel_pos;
   o.xpos_scale_base = cfg.xpos_scale_base;
+  return o;
+}
+
+void check_layer(const char* op, const StackConfig& cfg, int64_t layer, bool role_ok,
+                 const char* roles) {
+  MLM_CHECK(layer >= 0 && layer < cfg.layers, ValueError, "[", op, "] layer ", layer,
+            " out of range for ", cfg.layers, " layers");
+  MLM_CHECK(role_ok, ValueError, "[", op, "] role must be ", roles);
+}
+
+}  // namespace
+
+TransformerLayerOptions encoder_layer_options(const EncoderConfig& cfg, int64_t layer,
+                                              StackRole role, int64_t decoder_layers) {
+  check_layer("EncoderLayer", cfg, layer,
+              role == StackRole::encoder_only || role == StackRole::encdec_encoder,
+              "encoder_only or encdec_encoder");
+  TransformerLayerOptions o = stack_layer_options(
+      cfg, layer, cfg.deepnorm ? deepnorm_alpha(role, cfg.layers, decoder_layers) : 1.0);
   if (cfg.multiway) {
     // Released BEiT-3 ("decoupled"): every LN, projection and the FFN per expert (spec 2.1).
     // Paper / VLMo: shared attention and its LN; per-modality FFN + final LN (spec 2.2).
@@ -59,25 +76,11 @@ TransformerLayerOptions encoder_layer_options(const EncoderConfig& cfg, int64_t 
 
 TransformerLayerOptions decoder_layer_options(const DecoderConfig& cfg, int64_t layer,
                                               StackRole role, int64_t encoder_layers) {
-  MLM_CHECK(layer >= 0 && layer < cfg.decoder_layers, ValueError, "[DecoderLayer] layer ", layer,
-            " out of range for ", cfg.decoder_layers, " layers");
-  MLM_CHECK(role == StackRole::decoder_only || role == StackRole::encdec_decoder, ValueError,
-            "[DecoderLayer] role must be decoder_only or encdec_decoder");
-  TransformerLayerOptions o;
-  o.embed_dim = cfg.decoder_embed_dim;
-  o.num_heads = cfg.decoder_attention_heads;
-  o.ffn_dim = cfg.decoder_ffn_embed_dim;
-  o.activation = cfg.activation_fn;
-  o.dropout = cfg.dropout;
-  o.attention_dropout = cfg.attention_dropout;
-  o.activation_dropout = cfg.activation_dropout;
-  o.drop_path = cfg.drop_path_prob(layer);
-  o.normalize_before = cfg.decoder_normalize_before;
-  o.subln = cfg.subln;
-  o.alpha = cfg.deepnorm ? deepnorm_alpha(role, encoder_layers, cfg.decoder_layers) : 1.0;
-  o.layernorm_eps = cfg.layernorm_eps;
-  o.xpos = cfg.xpos_rel_pos;
-  o.xpos_scale_base = cfg.xpos_scale_base;
+  check_layer("DecoderLayer", cfg, layer,
+              role == StackRole::decoder_only || role == StackRole::encdec_decoder,
+              "decoder_only or encdec_decoder");
+  TransformerLayerOptions o = stack_layer_options(
+      cfg, layer, cfg.deepnorm ? deepnorm_alpha(role, encoder_layers, cfg.layers) : 1.0);
   o.cross_attention = role == StackRole::encdec_decoder;
   // TorchScale's decoder never routes, but its attention modules are still wrapped: they get B
   // copies (unused, all tokens take A) so multiway checkpoints load strictly (spec 2.1).
@@ -164,15 +167,7 @@ Tensor TransformerLayer::forward(const Tensor& x_in, const LayerInputs& in) {
   // Self-attention: x: [B, T, d].
   Tensor x = x_in, residual = x_in;
   if (pre) x = ln(self_attn_layer_norm, x);
-  AttentionInputs a;
-  a.route = in.route;
-  a.mask = in.mask;
-  a.prefix_len = in.prefix_len;
-  a.key_padding = in.key_padding;
-  a.segment_ids = in.segment_ids;
-  a.rel_bias = in.rel_bias;
-  a.cache = in.cache;
-  x = self_attn->forward(x, Tensor(), a);
+  x = self_attn->forward(x, Tensor(), {in.route, in.self_mask, in.cache});
   x = ops::dropout(x, options.dropout, dropout_gen_, train);
   x = residual_add(residual, x, gamma_1);
   if (!pre) x = ln(self_attn_layer_norm, x);
@@ -181,12 +176,7 @@ Tensor TransformerLayer::forward(const Tensor& x_in, const LayerInputs& in) {
   if (encoder_attn) {
     residual = x;
     if (pre) x = encoder_attn_layer_norm->forward(x);
-    AttentionInputs c;
-    c.route = in.route;
-    c.key_padding = in.encoder_padding;
-    c.rel_bias = in.cross_rel_bias;
-    c.cache = in.cross_cache;
-    x = encoder_attn->forward(x, in.encoder_out, c);
+    x = encoder_attn->forward(x, in.encoder_out, {in.route, in.cross_mask, in.cross_cache});
     x = ops::dropout(x, options.dropout, dropout_gen_, train);
     x = residual_add(residual, x, Tensor());
     if (!pre) x = encoder_attn_layer_norm->forward(x);
@@ -199,55 +189,6 @@ Tensor TransformerLayer::forward(const Tensor& x_in, const LayerInputs& in) {
   x = residual_add(residual, x, gamma_2);
   if (!pre) x = ln(final_layer_norm, x);
   return x;
-}
-
-// ------------------------------------------------------------------ initialisation
-
-void bert_init(Module& m, Generator& gen) {
-  NoGradGuard ng;
-  m.for_each_module([&](const std::string&, Module& sub) {
-    if (auto* l = dynamic_cast<Linear*>(&sub)) {
-      copy_into(l->weight, gen.normal(l->weight.shape(), 0.0, 0.02, l->weight.dtype()));
-      if (l->bias.defined()) copy_into(l->bias, Tensor::zeros(l->bias.shape(), l->bias.dtype()));
-    } else if (auto* e = dynamic_cast<Embedding*>(&sub)) {
-      copy_into(e->weight, gen.normal(e->weight.shape(), 0.0, 0.02, e->weight.dtype()));
-      if (e->padding_idx >= 0)
-        copy_into(e->weight.slice(0, e->padding_idx, e->padding_idx + 1),
-                  Tensor::zeros({1, e->weight.size(1)}, e->weight.dtype()));
-    } else if (auto* p = dynamic_cast<LearnedPositionalEmbedding*>(&sub)) {
-      // TorchScale's PositionalEmbedding is an nn.Embedding (no padding row).
-      copy_into(p->weight, gen.normal(p->weight.shape(), 0.0, 0.02, p->weight.dtype()));
-    }
-  });
-}
-
-std::vector<std::string> scale_init_parameters(Module& m, double factor, bool skip_encoder_attn) {
-  std::vector<std::string> scaled;
-  NoGradGuard ng;
-  for (auto& [name, p] : m.named_parameters()) {
-    const bool hit = name.find("fc1") != std::string::npos ||
-                     name.find("fc2") != std::string::npos ||
-                     name.find("out_proj") != std::string::npos ||
-                     name.find("v_proj") != std::string::npos;
-    if (!hit || (skip_encoder_attn && name.find("encoder_attn") != std::string::npos)) continue;
-    copy_into(p, p.detach() * factor);
-    scaled.push_back(name);
-  }
-  return scaled;
-}
-
-StateDict drop_tied_output_projection(const StateDict& state, bool tied) {
-  if (!tied) return state;
-  StateDict out = state;
-  auto it = out.find("output_projection.weight");
-  if (it == out.end()) return out;
-  auto emb = out.find("embed_tokens.weight");
-  MLM_CHECK(emb != out.end() && emb->second.shape() == it->second.shape() &&
-                emb->second.to_vector<double>() == it->second.to_vector<double>(),
-            ValueError, "[load_state_dict] tied model: output_projection.weight differs from "
-            "embed_tokens.weight");
-  out.erase(it);
-  return out;
 }
 
 }  // namespace metalm::nn

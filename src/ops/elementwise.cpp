@@ -306,14 +306,41 @@ Tensor silu(const Tensor& x) {
       });
 }
 
-Tensor activation(const Tensor& x, const std::string& name) {
-  if (name == "relu") return relu(x);
-  if (name == "gelu") return gelu(x);
-  if (name == "gelu_tanh" || name == "gelu_fast") return gelu_tanh(x);
-  if (name == "quick_gelu") return quick_gelu(x);
-  if (name == "swish" || name == "silu") return silu(x);
-  throw ValueError("[activation] unknown activation '" + name +
-                   "' (expected relu, gelu, gelu_tanh, quick_gelu, swish)");
+const std::vector<std::pair<Activation, const char*>>& activation_names() {
+  static const std::vector<std::pair<Activation, const char*>> names = {
+      {Activation::relu, "relu"},           {Activation::gelu, "gelu"},
+      {Activation::gelu_tanh, "gelu_tanh"}, {Activation::gelu_tanh, "gelu_fast"},
+      {Activation::silu, "swish"},          {Activation::silu, "silu"},
+      {Activation::quick_gelu, "quick_gelu"}};
+  return names;
+}
+
+const char* activation_name(Activation activation) {
+  if (activation == Activation::none) return "none";
+  for (const auto& [a, name] : activation_names())
+    if (a == activation) return name;
+  return "?";
+}
+
+Activation parse_activation(const std::string& name) {
+  std::string all;
+  for (const auto& [a, n] : activation_names()) {
+    if (name == n) return a;
+    all += (all.empty() ? "" : ", ") + std::string(n);
+  }
+  throw ValueError("[activation] unknown activation '" + name + "' (expected " + all + ")");
+}
+
+Tensor activation(const Tensor& x, Activation a) {
+  switch (a) {
+    case Activation::none: return x;
+    case Activation::relu: return relu(x);
+    case Activation::gelu: return gelu(x);
+    case Activation::gelu_tanh: return gelu_tanh(x);
+    case Activation::quick_gelu: return quick_gelu(x);
+    case Activation::silu: return silu(x);
+  }
+  return x;
 }
 
 }  // namespace metalm::ops

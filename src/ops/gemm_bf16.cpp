@@ -1,21 +1,22 @@
-// bf16 GEMM on oneDNN's matmul primitive (f32 accumulation and output) and the process-wide
-// precision setting that linear() reads. oneDNN keeps its own primitive cache, so re-creating
+// bf16 GEMM on oneDNN's matmul primitive (f32 accumulation and output), and the per-thread
+// compute settings that linear() and the other ops read. oneDNN keeps its own primitive cache, so re-creating
 // the primitive for a seen shape costs about 2 us.
 #include <oneapi/dnnl/dnnl.hpp>
-
-#include <atomic>
 
 #include "metalm/ops/matmul.h"
 
 namespace metalm::ops {
 namespace {
 
-std::atomic<MatmulPrecision> g_precision{MatmulPrecision::f32};
+thread_local ComputeMode t_compute_mode;
 
 }  // namespace
 
-void set_matmul_precision(MatmulPrecision precision) { g_precision = precision; }
-MatmulPrecision matmul_precision() { return g_precision; }
+ComputeMode compute_mode() { return t_compute_mode; }
+ComputeGuard::ComputeGuard(const ComputeMode& mode) : saved_(t_compute_mode) {
+  t_compute_mode = mode;
+}
+ComputeGuard::~ComputeGuard() { t_compute_mode = saved_; }
 
 const char* matmul_precision_name(MatmulPrecision precision) {
   return precision == MatmulPrecision::bf16 ? "bf16" : "f32";
@@ -35,19 +36,19 @@ dnnl::engine& cpu_engine() {
 }
 
 // The oneDNN eltwise post-op of an activation.
-void append_activation(dnnl::post_ops& ops, GemmActivation activation) {
+void append_activation(dnnl::post_ops& ops, Activation activation) {
   using alg = dnnl::algorithm;
   switch (activation) {
-    case GemmActivation::relu: ops.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f); break;
-    case GemmActivation::gelu: ops.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f); break;
-    case GemmActivation::gelu_tanh:
+    case Activation::relu: ops.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f); break;
+    case Activation::gelu: ops.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f); break;
+    case Activation::gelu_tanh:
       ops.append_eltwise(1.f, alg::eltwise_gelu_tanh, 0.f, 0.f);
       break;
-    case GemmActivation::silu: ops.append_eltwise(1.f, alg::eltwise_swish, 1.f, 0.f); break;
-    case GemmActivation::quick_gelu:  // x sigmoid(1.702 x)
+    case Activation::silu: ops.append_eltwise(1.f, alg::eltwise_swish, 1.f, 0.f); break;
+    case Activation::quick_gelu:  // x sigmoid(1.702 x)
       ops.append_eltwise(1.f, alg::eltwise_swish, 1.702f, 0.f);
       break;
-    case GemmActivation::none: break;
+    case Activation::none: break;
   }
 }
 
@@ -55,7 +56,7 @@ void append_activation(dnnl::post_ops& ops, GemmActivation activation) {
 void run_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                    int64_t lda, const bf16* b, int64_t ldb, bool accumulate, void* c,
                    dnnl::memory::data_type c_type, int64_t ldc, const float* bias,
-                   GemmActivation activation) {
+                   Activation activation) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
   // Logical A [m, k] and B [k, n]; a transposed operand is the same buffer with swapped strides.
@@ -96,10 +97,10 @@ void run_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
-               const float* bias, GemmActivation activation) {
+               const float* bias, Activation activation) {
   MLM_CHECK(beta == 0.f || beta == 1.f, ValueError, "[gemm_bf16] beta must be 0 or 1, got ",
             beta);
-  MLM_CHECK(k > 0 || activation == GemmActivation::none, ValueError,
+  MLM_CHECK(k > 0 || activation == Activation::none, ValueError,
             "[gemm_bf16] an activation needs K > 0");
   if (m == 0 || n == 0) return;
   if (k == 0) {  // C = beta C + bias
@@ -114,7 +115,7 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, bf16* c, int64_t ldc, const float* bias,
-               GemmActivation activation) {
+               Activation activation) {
   MLM_CHECK(k > 0, ValueError, "[gemm_bf16] a bf16 output needs K > 0");
   if (m == 0 || n == 0) return;
   run_gemm_bf16(trans_a, trans_b, m, n, k, a, lda, b, ldb, false, c,

@@ -1,5 +1,5 @@
 // matmul and linear. Fast path: oneDNN's dnnl_sgemm (row-major, runs on the shared OpenMP pool).
-// Reference path (f64 always, f32 under set_use_reference): plain triple loop accumulating in
+// Reference path (f64 always, f32 under ReferenceGuard): plain triple loop accumulating in
 // f64. Operands whose last two dims are a transposed contiguous layout are passed to sgemm with
 // the transpose flag flipped, so permuted views cost no copy.
 #include "metalm/ops/matmul.h"
@@ -15,12 +15,6 @@
 #include "metalm/ops/reduce.h"
 
 namespace metalm::ops {
-namespace {
-std::atomic<bool> g_use_reference{false};
-}
-
-void set_use_reference(bool on) { g_use_reference = on; }
-bool use_reference() { return g_use_reference; }
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -286,16 +280,6 @@ Shape check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   return out_shape;
 }
 
-// The oneDNN post-op for an ops::activation() name; none if it has no exact counterpart.
-GemmActivation gemm_activation_of(const std::string& name) {
-  if (name == "relu") return GemmActivation::relu;
-  if (name == "gelu") return GemmActivation::gelu;
-  if (name == "gelu_tanh" || name == "gelu_fast") return GemmActivation::gelu_tanh;
-  if (name == "swish" || name == "silu") return GemmActivation::silu;
-  if (name == "quick_gelu") return GemmActivation::quick_gelu;
-  return GemmActivation::none;
-}
-
 }  // namespace
 
 // Fused for f32 on the fast path: the bias is written into the output rows first and sgemm
@@ -350,9 +334,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 }
 
 Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
-                         const std::string& activation) {
-  const GemmActivation act = gemm_activation_of(activation);
-  const bool fuse = act != GemmActivation::none && matmul_precision() == MatmulPrecision::bf16 &&
+                         Activation activation) {
+  const Activation act = activation;
+  const bool fuse = act != Activation::none && matmul_precision() == MatmulPrecision::bf16 &&
                     !use_reference() && x.defined() && x.dtype() == DType::f32 &&
                     !autograd::any_requires_grad({x, w, b});
   if (!fuse) return ops::activation(linear(x, w, b), activation);
@@ -369,10 +353,10 @@ Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
   return y.reshape(out_shape);
 }
 
-Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const std::string& activation,
+Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, Activation activation,
            const Tensor& w2, const Tensor& b2) {
-  const GemmActivation act = gemm_activation_of(activation);
-  const bool fuse = act != GemmActivation::none && matmul_precision() == MatmulPrecision::bf16 &&
+  const Activation act = activation;
+  const bool fuse = act != Activation::none && matmul_precision() == MatmulPrecision::bf16 &&
                     !use_reference() && x.defined() && x.dtype() == DType::f32 &&
                     !autograd::any_requires_grad({x, w1, b1, w2, b2});
   auto composite = [&] { return linear(ops::activation(linear(x, w1, b1), activation), w2, b2); };

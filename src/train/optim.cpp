@@ -60,7 +60,7 @@ double sum_squares(const T* p, int64_t n) {
 
 }  // namespace
 
-std::vector<ParamGroup> make_param_groups(const NamedTensors& params, double weight_decay,
+std::vector<ParamGroup> make_param_groups(const TensorMap& params, double weight_decay,
                                           const std::vector<std::string>& no_decay_substrings) {
   ParamGroup decay, no_decay;
   decay.weight_decay = weight_decay;

@@ -54,7 +54,7 @@ expect_error "ragged tokens" "same length" "$bin" forward --model "$m" --tokens 
 echo '[[0, 99999]]' > "$work/range.json"
 expect_error "token out of range" "out of range" "$bin" forward --model "$m" --tokens "$work/range.json" --out "$work/o"
 echo '[[0, 1' > "$work/trunc.json"
-expect_error "truncated tokens JSON" "invalid JSON" "$bin" forward --model "$m" --tokens "$work/trunc.json" --out "$work/o"
+expect_error "truncated tokens JSON" "not valid JSON" "$bin" forward --model "$m" --tokens "$work/trunc.json" --out "$work/o"
 echo '[["a"]]' > "$work/str.json"
 expect_error "string token" "non-integer" "$bin" forward --model "$m" --tokens "$work/str.json" --out "$work/o"
 head -c 100 "$m/model.safetensors" > "$work/trunc.safetensors"
@@ -62,7 +62,7 @@ cp -r "$m" "$work/broken"; cp "$work/trunc.safetensors" "$work/broken/model.safe
 expect_error "truncated weights" "safetensors" "$bin" forward --model "$work/broken" --tokens "$work/tok.json" --out "$work/o"
 cp "$configs/gpt-postln.json" "$work/broken/config.json"
 cp "$work/bert-relpos/model.safetensors" "$work/broken/model.safetensors"
-expect_error "weights of another model" "load_state_dict" "$bin" forward --model "$work/broken" --tokens "$work/tok.json" --out "$work/o"
+expect_error "weights of another model" "unexpected: layernorm_embedding.bias" "$bin" forward --model "$work/broken" --tokens "$work/tok.json" --out "$work/o"
 expect_error "unknown flag" "" "$bin" init --bogus
 expect_error "bad threads" "" "$bin" info "$m" --threads -3
 METALM_NUM_THREADS=abc "$bin" info "$m" >/dev/null 2>"$work/err"; rc=$?

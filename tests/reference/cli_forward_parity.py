@@ -33,11 +33,13 @@ def main():
         g = torch.Generator().manual_seed(5)
         tokens = torch.randint(2, cfg["vocab_size"], (2, 11), generator=g)
         (work / f"{name}.tokens.json").write_text(json.dumps(tokens.tolist()))
-        subprocess.run([binary, "forward", "--model", str(model_dir), "--tokens",
-                        str(work / f"{name}.tokens.json"), "--out", str(out)], check=True,
-                       capture_output=True)
         full = json.loads((model_dir / "config.json").read_text())
         kind = full["model_type"]
+        # Encoders: the final hidden states (their output layer is an MLM head).
+        output = ["--output", "hidden"] if kind == "encoder" else []
+        subprocess.run([binary, "forward", "--model", str(model_dir), "--tokens",
+                        str(work / f"{name}.tokens.json"), "--out", str(out)] + output,
+                       check=True, capture_output=True)
         model = ref_torchscale.Stack(full, kind, f"{kind}_only", 0)
         weights, _ = st.load(model_dir / "model.safetensors")
         missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -47,7 +49,7 @@ def main():
             failures.append(f"{name}: state dict mismatch: missing {missing}, extra {unexpected}")
             continue
         if kind == "encoder":
-            model.output_projection = None  # `metalm forward` writes encoder hidden states
+            model.output_projection = None  # `--output hidden`: the final hidden states
         model.eval()
         with torch.no_grad():
             ref = model(tokens)
@@ -61,7 +63,7 @@ def main():
         out16 = work / f"{name}.bf16.safetensors"
         subprocess.run([binary, "forward", "--model", str(model_dir), "--tokens",
                         str(work / f"{name}.tokens.json"), "--out", str(out16),
-                        "--matmul-precision", "bf16"], check=True, capture_output=True)
+                        "--matmul-precision", "bf16"] + output, check=True, capture_output=True)
         tensors16, meta16 = st.load(out16)
         ours16 = next(iter(tensors16.values()))
         rel16 = ((ours16 - ref).norm() / ref.norm()).item()

@@ -40,7 +40,7 @@ class CoreOpsRef : public ::testing::Test {
       EXPECT_TRUE(all_close(inputs[i].grad(), get(name + ".grad." + input_names[i]), rtol, atol))
           << name << " grad of " << input_names[i];
   }
-  static inline io::TensorMap data_;
+  static inline TensorMap data_;
 };
 
 }  // namespace

@@ -26,9 +26,10 @@ class NormSoftmaxLossRef : public ::testing::TestWithParam<std::tuple<bool, bool
   }
   void SetUp() override {
     if (data_.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
-    ops::set_use_reference(reference());
+    mode_ = std::make_unique<ops::ReferenceGuard>(reference());
   }
-  void TearDown() override { ops::set_use_reference(false); }
+  void TearDown() override { mode_.reset(); }
+  std::unique_ptr<ops::ReferenceGuard> mode_;
 
   bool reference() const { return std::get<0>(GetParam()); }
   bool f64() const { return std::get<1>(GetParam()); }
@@ -64,7 +65,7 @@ class NormSoftmaxLossRef : public ::testing::TestWithParam<std::tuple<bool, bool
     }
   }
 
-  static inline io::TensorMap data_;
+  static inline TensorMap data_;
 };
 
 ops::CrossEntropyOptions ce_options(ops::Reduction red, double smoothing,

@@ -10,7 +10,7 @@ using metalm::test::all_close;
 
 namespace {
 
-io::TensorMap load() {
+TensorMap load() {
   std::string dir = metalm::test::reference_dir();
   if (dir.empty()) return {};
   return io::load_safetensors(dir + "/optim.safetensors").tensors;
@@ -18,7 +18,7 @@ io::TensorMap load() {
 
 void set_grad(const Tensor& p, const Tensor& g) { p.impl().grad = g.clone().impl_ptr(); }
 
-void run_trajectory(const io::TensorMap& d, const std::string& name) {
+void run_trajectory(const TensorMap& d, const std::string& name) {
   Tensor w = d.at(name + ".init.w").clone().set_requires_grad();
   Tensor b = d.at(name + ".init.b").clone().set_requires_grad();
   std::vector<train::ParamGroup> groups(2);
@@ -43,19 +43,19 @@ void run_trajectory(const io::TensorMap& d, const std::string& name) {
 }  // namespace
 
 TEST(OptimRef, AdamWTrajectoryMatchesTorch) {
-  io::TensorMap d = load();
+  TensorMap d = load();
   if (d.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
   run_trajectory(d, "adamw");
 }
 
 TEST(OptimRef, SgdMomentumTrajectoryMatchesTorch) {
-  io::TensorMap d = load();
+  TensorMap d = load();
   if (d.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
   run_trajectory(d, "sgd");
 }
 
 TEST(OptimRef, ClipGradNormMatchesTorch) {
-  io::TensorMap d = load();
+  TensorMap d = load();
   if (d.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
   Tensor p0 = Tensor::zeros({5, 4}).set_requires_grad(), p1 = Tensor::zeros({7}).set_requires_grad();
   set_grad(p0, d.at("clip.grad0"));

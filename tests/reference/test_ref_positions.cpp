@@ -45,17 +45,6 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-class ReferenceMode {
- public:
-  explicit ReferenceMode(bool on) : prev_(ops::use_reference()) { ops::set_use_reference(on); }
-  ~ReferenceMode() { ops::set_use_reference(prev_); }
-  ReferenceMode(const ReferenceMode&) = delete;
-  ReferenceMode& operator=(const ReferenceMode&) = delete;
-
- private:
-  bool prev_;
-};
-
 class PositionsRef : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -91,7 +80,7 @@ TEST_F(PositionsRef, XPos) {
     const bool down = meta_int("xpos." + name + ".downscale") != 0;
     const double base = std::stod(meta("xpos." + name + ".scale_base"));
     for (bool ref_path : {false, true}) {
-      ReferenceMode mode(ref_path);
+      ops::ReferenceGuard mode(ref_path);
       for (bool f64 : {false, true}) {
         const std::string key = (f64 ? "f64.xpos." : "xpos.") + name;
         SCOPED_TRACE(key + (ref_path ? " (reference path)" : " (fast path)"));
@@ -150,7 +139,7 @@ TEST_F(PositionsRef, RelativePositionBias) {
   Generator gen(0);
   nn::RelativePositionBias rpb(meta_int("bias.num_buckets"), meta_int("bias.max_distance"),
                                meta_int("bias.heads"), gen);
-  nn::StateDict sd = {{"relative_attention_bias.weight", get("bias.weight")}};
+  TensorMap sd = {{"relative_attention_bias.weight", get("bias.weight")}};
   rpb.load_state_dict(sd);
   for (const std::string& name : split_list(meta("bias.cases"))) {
     SCOPED_TRACE(name);

@@ -20,6 +20,7 @@
 
 #include "common/test_util.h"
 #include "metalm/io/safetensors.h"
+#include "metalm/models/stack.h"
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/ops.h"
 
@@ -59,8 +60,8 @@ struct Case {
     return it == file.tensors.end() ? Tensor() : it->second;
   }
   const std::string& meta(const std::string& key) const { return file.metadata.at(key); }
-  nn::StateDict state() const {
-    nn::StateDict s;
+  TensorMap state() const {
+    TensorMap s;
     for (const auto& [k, v] : file.tensors)
       if (k.rfind("state.", 0) == 0) s.emplace(k.substr(6), v);
     return s;
@@ -69,29 +70,29 @@ struct Case {
 
 // The model of a case, built from its config and loaded with its PyTorch weights.
 struct Built {
-  std::unique_ptr<nn::Encoder> enc;
-  std::unique_ptr<nn::Decoder> dec;
+  std::unique_ptr<models::Encoder> enc;
+  std::unique_ptr<models::Decoder> dec;
   nn::Module& module() { return enc ? static_cast<nn::Module&>(*enc) : *dec; }
 };
 
 Built build(const Case& c) {
   Built b;
   const auto j = nlohmann::json::parse(c.meta("config"));
-  nn::StackOptions so;
+  models::StackOptions so;
   so.role = parse_role(c.meta("role"));
   so.other_layers = std::stoll(c.meta("other_layers"));
   Generator gen(7);
   bool tied = false;
   if (c.meta("kind") == "encoder") {
     auto cfg = nn::encoder_config_from_json(j);
-    tied = cfg.share_encoder_input_output_embed;
-    b.enc = std::make_unique<nn::Encoder>(cfg, gen, so);
+    tied = cfg.share_input_output_embed;
+    b.enc = std::make_unique<models::Encoder>(cfg, gen, so);
   } else {
     auto cfg = nn::decoder_config_from_json(j);
-    tied = cfg.share_decoder_input_output_embed;
-    b.dec = std::make_unique<nn::Decoder>(cfg, gen, so);
+    tied = cfg.share_input_output_embed;
+    b.dec = std::make_unique<models::Decoder>(cfg, gen, so);
   }
-  b.module().load_state_dict(nn::drop_tied_output_projection(c.state(), tied), true);
+  b.module().load_state_dict(models::drop_tied_output_projection(c.state(), tied), true);
   return b;
 }
 
@@ -121,16 +122,16 @@ TEST_P(TorchScaleRef, ForwardBackwardMatch) {
   if (encoder_out.defined()) encoder_out = encoder_out.clone().set_requires_grad(true);
   Tensor out;
   if (b.enc) {
-    nn::EncoderInputs in;
+    models::StackInputs in;
     in.tokens = c.get("in.tokens");
-    in.padding_mask = c.opt("in.padding_mask");
+    in.padding = c.opt("in.padding_mask");
     in.dock_mask = c.opt("in.dock_mask");
     in.dock_features = dock_features;
     in.route = {std::stoll(c.meta("split")), c.meta("vl") == "1"};
     auto r = b.enc->forward(in);
     out = r.logits.defined() ? r.logits : r.features;
   } else {
-    nn::DecoderInputs in;
+    models::StackInputs in;
     in.tokens = c.get("in.tokens");
     in.dock_mask = c.opt("in.dock_mask");
     in.dock_features = dock_features;
@@ -191,7 +192,7 @@ TEST(TorchScaleRefStateDict, StrictLoadNamesEveryBadKey) {
   Case c;
   c.file = io::load_safetensors(dir + "/torchscale_enc_multiway_split_p.safetensors");
   Built b = build(c);  // the intact state dict loads
-  nn::StateDict s = c.state();
+  TensorMap s = c.state();
   ASSERT_EQ(s.count("layers.1.self_attn.q_proj.B.weight"), 1u);
   s.erase("layers.1.self_attn.q_proj.B.weight");
   s.emplace("layers.1.self_attn.q_proj.C.weight", Tensor::zeros({32, 32}));

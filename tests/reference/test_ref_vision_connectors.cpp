@@ -47,8 +47,8 @@ class VisionConnectorRef : public ::testing::Test {
     return std::stoll(it->second);
   }
   // "<case>.param.<name>" -> {"<name>": tensor}
-  static nn::StateDict state_of(const std::string& c) {
-    nn::StateDict sd;
+  static TensorMap state_of(const std::string& c) {
+    TensorMap sd;
     const std::string prefix = c + ".param.";
     for (const auto& [k, t] : file_.tensors)
       if (k.rfind(prefix, 0) == 0) sd[k.substr(prefix.size())] = t;

@@ -135,9 +135,14 @@ TEST(Elementwise, F32ActivationsMatchF64) {
 
 TEST(Elementwise, ActivationByName) {
   Tensor x = randn({8}, 11);
-  EXPECT_TRUE(all_close(ops::activation(x, "swish"), ops::silu(x), 0, 0));
-  EXPECT_TRUE(all_close(ops::activation(x, "gelu"), ops::gelu(x), 0, 0));
-  EXPECT_THROW(ops::activation(x, "mish"), ValueError);
+  EXPECT_TRUE(all_close(ops::activation(x, ops::parse_activation("swish")), ops::silu(x), 0, 0));
+  EXPECT_TRUE(all_close(ops::activation(x, ops::parse_activation("silu")), ops::silu(x), 0, 0));
+  EXPECT_TRUE(all_close(ops::activation(x, ops::parse_activation("gelu")), ops::gelu(x), 0, 0));
+  EXPECT_TRUE(all_close(ops::activation(x, ops::Activation::none), x, 0, 0));
+  EXPECT_THROW(ops::parse_activation("mish"), ValueError);
+  // One table: every name parses back to a value whose canonical name parses to it too.
+  for (const auto& [a, name] : ops::activation_names())
+    EXPECT_EQ(ops::parse_activation(ops::activation_name(a)), a) << name;
 }
 
 TEST(Reduce, ValuesAndGradients) {
@@ -192,9 +197,11 @@ TEST(Matmul, FastMatchesReferenceAndGradients) {
   for (const auto& c : cases) {
     Tensor a = randn(c.a, seed++), b = randn(c.b, seed++);
     Tensor fast = ops::matmul(a, b, c.ta, c.tb);
-    ops::set_use_reference(true);
-    Tensor ref = ops::matmul(a, b, c.ta, c.tb);
-    ops::set_use_reference(false);
+    Tensor ref;
+    {
+      ops::ReferenceGuard mode(true);
+      ref = ops::matmul(a, b, c.ta, c.tb);
+    }
     EXPECT_TRUE(all_close(fast, ref, 1e-5, 1e-5)) << shape_str(c.a) << " x " << shape_str(c.b);
     Tensor a64 = a.to(DType::f64).set_requires_grad(), b64 = b.to(DType::f64).set_requires_grad();
     bool ta = c.ta, tb = c.tb;
@@ -218,9 +225,11 @@ TEST(Matmul, LinearGradientsAndDecodeShape) {
   // M = 1 decode case in f32 against the reference loop.
   Tensor xv = randn({1, 384}, 303), wv = randn({1536, 384}, 304);
   Tensor fast = ops::linear(xv, wv);
-  ops::set_use_reference(true);
-  Tensor ref = ops::linear(xv, wv);
-  ops::set_use_reference(false);
+  Tensor ref;
+  {
+    ops::ReferenceGuard mode(true);
+    ref = ops::linear(xv, wv);
+  }
   EXPECT_TRUE(all_close(fast, ref, 1e-5, 1e-4));
   EXPECT_THROW(ops::linear(randn({2, 6}, 1), randn({4, 5}, 2)), ShapeError);
 }
@@ -228,12 +237,11 @@ TEST(Matmul, LinearGradientsAndDecodeShape) {
 TEST(Matmul, FusedLinearMatchesCompositeReference) {
   // f32 fast path (bias fused into sgemm, hand-written backward) vs matmul + add composite.
   auto run = [](bool reference, bool with_bias) {
-    ops::set_use_reference(reference);
+    ops::ReferenceGuard mode(reference);
     Tensor x = randn({3, 7, 24}, 400).set_requires_grad(), w = randn({40, 24}, 401).set_requires_grad();
     Tensor b = with_bias ? randn({40}, 402).set_requires_grad() : Tensor();
     Tensor y = ops::linear(x, w, b);
     y.backward(randn(y.shape(), 403));
-    ops::set_use_reference(false);
     return std::vector<Tensor>{y, x.grad(), w.grad(), with_bias ? b.grad() : Tensor()};
   };
   for (bool with_bias : {true, false}) {

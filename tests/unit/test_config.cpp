@@ -15,7 +15,9 @@
 
 #include "common/test_util.h"
 #include "metalm/core/error.h"
+#include "metalm/models/config.h"
 #include "metalm/nn/config.h"
+#include "metalm/nn/init.h"
 
 using namespace metalm;
 using namespace metalm::nn;
@@ -84,13 +86,13 @@ class ConfigFiles : public ::testing::Test {
 
 TEST(Config, EncoderDefaultsAreTorchScales) {
   const EncoderConfig c;
-  EXPECT_EQ(c.encoder_embed_dim, 768);
-  EXPECT_EQ(c.encoder_attention_heads, 12);
-  EXPECT_EQ(c.encoder_ffn_embed_dim, 3072);
-  EXPECT_EQ(c.encoder_layers, 12);
-  EXPECT_TRUE(c.encoder_normalize_before);
+  EXPECT_EQ(c.embed_dim, 768);
+  EXPECT_EQ(c.attention_heads, 12);
+  EXPECT_EQ(c.ffn_embed_dim, 3072);
+  EXPECT_EQ(c.layers, 12);
+  EXPECT_TRUE(c.normalize_before);
   EXPECT_TRUE(c.normalize_output);
-  EXPECT_EQ(c.activation_fn, "gelu");
+  EXPECT_EQ(c.activation_fn, ops::Activation::gelu);
   EXPECT_EQ(c.dropout, 0.0);
   EXPECT_EQ(c.attention_dropout, 0.0);
   EXPECT_EQ(c.activation_dropout, 0.0);
@@ -111,8 +113,8 @@ TEST(Config, EncoderDefaultsAreTorchScales) {
   EXPECT_TRUE(c.subln);
   EXPECT_FALSE(c.bert_init);
   EXPECT_FALSE(c.multiway);
-  EXPECT_FALSE(c.share_encoder_input_output_embed);
-  EXPECT_EQ(c.max_source_positions, 1024);
+  EXPECT_FALSE(c.share_input_output_embed);
+  EXPECT_EQ(c.max_positions, 1024);
   EXPECT_FALSE(c.no_output_layer);
   EXPECT_EQ(c.layernorm_eps, 1e-5);
   EXPECT_EQ(c.vocab_size, -1);
@@ -138,12 +140,12 @@ TEST(Config, EncoderDefaultsAreTorchScales) {
 
 TEST(Config, DecoderDefaultsAreTorchScales) {
   const DecoderConfig c;
-  EXPECT_EQ(c.decoder_embed_dim, 768);
-  EXPECT_EQ(c.decoder_attention_heads, 12);
-  EXPECT_EQ(c.decoder_ffn_embed_dim, 3072);
-  EXPECT_EQ(c.decoder_layers, 12);
-  EXPECT_TRUE(c.decoder_normalize_before);
-  EXPECT_EQ(c.activation_fn, "gelu");
+  EXPECT_EQ(c.embed_dim, 768);
+  EXPECT_EQ(c.attention_heads, 12);
+  EXPECT_EQ(c.ffn_embed_dim, 3072);
+  EXPECT_EQ(c.layers, 12);
+  EXPECT_TRUE(c.normalize_before);
+  EXPECT_EQ(c.activation_fn, ops::Activation::gelu);
   EXPECT_TRUE(c.no_scale_embedding);
   EXPECT_FALSE(c.layernorm_embedding);
   EXPECT_EQ(c.moe_eval_capacity_token_fraction, 0.25);
@@ -151,8 +153,8 @@ TEST(Config, DecoderDefaultsAreTorchScales) {
   EXPECT_FALSE(c.deepnorm);
   EXPECT_TRUE(c.subln);
   EXPECT_FALSE(c.multiway);
-  EXPECT_FALSE(c.share_decoder_input_output_embed);
-  EXPECT_EQ(c.max_target_positions, 1024);
+  EXPECT_FALSE(c.share_input_output_embed);
+  EXPECT_EQ(c.max_positions, 1024);
   EXPECT_FALSE(c.no_output_layer);
   EXPECT_EQ(c.layernorm_eps, 1e-5);
   EXPECT_EQ(c.vocab_size, -1);
@@ -210,12 +212,12 @@ TEST(Config, JsonCarriesExactlyTorchScaleFieldsPlusExtensions) {
 
 TEST(Config, JsonRoundTripKeepsEveryField) {
   EncoderConfig e;
-  e.encoder_embed_dim = 96;
-  e.encoder_attention_heads = 6;
-  e.encoder_ffn_embed_dim = 200;
-  e.encoder_layers = 3;
+  e.embed_dim = 96;
+  e.attention_heads = 6;
+  e.ffn_embed_dim = 200;
+  e.layers = 3;
   e.normalize_output = false;
-  e.activation_fn = "quick_gelu";
+  e.activation_fn = ops::Activation::quick_gelu;
   e.dropout = 0.125;
   e.attention_dropout = 0.2;
   e.activation_dropout = 0.3;
@@ -225,11 +227,11 @@ TEST(Config, JsonRoundTripKeepsEveryField) {
   e.rel_pos_buckets = 32;
   e.max_rel_pos = 128;
   e.subln = false;
-  e.encoder_normalize_before = false;
+  e.normalize_before = false;
   e.bert_init = true;
   e.multiway = true;
-  e.share_encoder_input_output_embed = true;
-  e.max_source_positions = 77;
+  e.share_input_output_embed = true;
+  e.max_positions = 77;
   e.layernorm_eps = 1e-6;
   e.vocab_size = 500;
   e.img_size = 48;
@@ -255,20 +257,20 @@ TEST(Config, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(j["layernorm_eps"], 1e-6);
   const EncoderConfig back = encoder_config_from_json(j);
   EXPECT_EQ(to_json(back), j);
-  EXPECT_EQ(back.activation_fn, "quick_gelu");
+  EXPECT_EQ(back.activation_fn, ops::Activation::quick_gelu);
   EXPECT_EQ(back.positions, PositionKind::sinusoidal);
   EXPECT_EQ(back.multiway_vl_layers, 2);
   EXPECT_EQ(back.layer_scale_init, 0.1);
-  EXPECT_FALSE(back.encoder_normalize_before);
+  EXPECT_FALSE(back.normalize_before);
   // A TorchScale config holds no model_type; the text parses the same through a string.
   json no_type = j;
   no_type.erase("model_type");
   EXPECT_EQ(to_json(encoder_config_from_json(json::parse(no_type.dump()))), j);
 
   DecoderConfig d;
-  d.decoder_embed_dim = 32;
-  d.decoder_attention_heads = 2;
-  d.decoder_layers = 5;
+  d.embed_dim = 32;
+  d.attention_heads = 2;
+  d.layers = 5;
   d.deepnorm = true;
   d.torchscale_deepnorm_decoder_quirk = true;
   d.positions = PositionKind::none;
@@ -279,44 +281,46 @@ TEST(Config, JsonRoundTripKeepsEveryField) {
   const json jd = to_json(d);
   EXPECT_EQ(jd["positions"], "none");
   EXPECT_EQ(to_json(decoder_config_from_json(jd)), jd);
-  EXPECT_EQ(to_json(arch_config_from_json(jd)), jd);
+  EXPECT_EQ(models::to_json(models::model_config_from_json(jd)), jd);
 }
 
 TEST_F(ConfigFiles, SaveAndLoadRoundTripAtomically) {
   DecoderConfig d;
-  d.decoder_embed_dim = 64;
-  d.decoder_attention_heads = 4;
+  d.embed_dim = 64;
+  d.attention_heads = 4;
   d.vocab_size = 50;
   d.xpos_rel_pos = true;
-  save_config(path("config.json"), d);
+  models::save_model_config(path("config.json"), models::ModelConfig::single(d));
   EXPECT_EQ(files(), std::vector<std::string>{"config.json"});  // no temporary left behind
-  EXPECT_EQ(to_json(load_decoder_config(path("config.json"))), to_json(d));
-  const ArchConfig a = load_arch_config(path("config.json"));
-  EXPECT_EQ(a.model_type(), ModelType::decoder);
-  EXPECT_EQ(a.decoder().decoder_embed_dim, 64);
-  EXPECT_EQ(error_of([&] { (void)a.encoder(); }),
-            "[config] model_type: expected \"encoder\", this is a decoder config");
+  const models::ModelConfig a = models::load_model_config_file(path("config.json"));
+  EXPECT_EQ(a.model_type, "decoder");
+  EXPECT_EQ(a.decoder.embed_dim, 64);
+  EXPECT_EQ(to_json(a.decoder), to_json(d));
 
-  // Overwrite with an encoder through the ArchConfig form.
+  // Overwrite with an encoder.
   EncoderConfig e;
   e.multiway = true;
-  save_arch_config(path("config.json"), ArchConfig{e});
+  models::save_model_config(path("config.json"), models::ModelConfig::single(e));
   EXPECT_EQ(files(), std::vector<std::string>{"config.json"});
-  const ArchConfig b = load_arch_config(path("config.json"));
-  EXPECT_EQ(b.model_type(), ModelType::encoder);
-  EXPECT_TRUE(b.encoder().multiway);
-  EXPECT_EQ(to_json(b), to_json(e));
-  EXPECT_STREQ(model_type_name(b.model_type()), "encoder");
+  const models::ModelConfig b = models::load_model_config_file(path("config.json"));
+  EXPECT_EQ(b.model_type, "encoder");
+  EXPECT_TRUE(b.encoder.multiway);
+  EXPECT_EQ(models::to_json(b), to_json(e));
 
   // A bad config is refused before anything is written, and the old file survives.
   EncoderConfig bad;
   bad.dropout = 1.5;
-  EXPECT_EQ(error_of([&] { save_config(path("config.json"), bad); }),
+  EXPECT_EQ(error_of([&] {
+              models::save_model_config(path("config.json"), models::ModelConfig::single(bad));
+            }),
             "[config] " + path("config.json") + ": dropout: must be in [0, 1), got 1.5");
-  EXPECT_TRUE(load_encoder_config(path("config.json")).multiway);
+  EXPECT_TRUE(models::load_model_config_file(path("config.json")).encoder.multiway);
   EXPECT_EQ(files(), std::vector<std::string>{"config.json"});
   // An unwritable target is an IoError naming it, with no temporary left.
-  EXPECT_TRUE(contains(error_of<IoError>([&] { save_config(path("no/such/dir.json"), e); }),
+  EXPECT_TRUE(contains(error_of<IoError>([&] {
+                         models::save_model_config(path("no/such/dir.json"),
+                                                   models::ModelConfig::single(e));
+                       }),
                        "[config] " + path("no/such/dir.json") + ": cannot create"));
 }
 
@@ -327,33 +331,33 @@ TEST(Config, DeepnormWinsOverSubln) {
   const EncoderConfig e = encoder_config_from_json({{"deepnorm", true}});
   EXPECT_TRUE(e.deepnorm);
   EXPECT_FALSE(e.subln);
-  EXPECT_FALSE(e.encoder_normalize_before);
+  EXPECT_FALSE(e.normalize_before);
   EXPECT_FALSE(e.has_final_layer_norm());
   // Even with subln and Pre-LN asked for explicitly.
   const EncoderConfig e2 = encoder_config_from_json(
       {{"deepnorm", true}, {"subln", true}, {"encoder_normalize_before", true}});
   EXPECT_TRUE(e2.deepnorm);
   EXPECT_FALSE(e2.subln);
-  EXPECT_FALSE(e2.encoder_normalize_before);
+  EXPECT_FALSE(e2.normalize_before);
 
   const DecoderConfig d = decoder_config_from_json(patched(decoder_json(), {{"deepnorm", true}}));
   EXPECT_TRUE(d.deepnorm);
   EXPECT_FALSE(d.subln);
-  EXPECT_FALSE(d.decoder_normalize_before);  // the paper's Post-LN DeepNet decoder
+  EXPECT_FALSE(d.normalize_before);  // the paper's Post-LN DeepNet decoder
   EXPECT_FALSE(d.has_final_layer_norm());
 }
 
 TEST(Config, SublnForcesPreLn) {
   const EncoderConfig e = encoder_config_from_json({{"encoder_normalize_before", false}});
   EXPECT_TRUE(e.subln);
-  EXPECT_TRUE(e.encoder_normalize_before);
+  EXPECT_TRUE(e.normalize_before);
   const DecoderConfig d =
       decoder_config_from_json(patched(decoder_json(), {{"decoder_normalize_before", false}}));
-  EXPECT_TRUE(d.decoder_normalize_before);
+  EXPECT_TRUE(d.normalize_before);
   // Without subln, Post-LN stays Post-LN.
   const DecoderConfig post = decoder_config_from_json(
       patched(decoder_json(), {{"decoder_normalize_before", false}, {"subln", false}}));
-  EXPECT_FALSE(post.decoder_normalize_before);
+  EXPECT_FALSE(post.normalize_before);
   EXPECT_FALSE(post.subln);
   EXPECT_FALSE(post.deepnorm);
 }
@@ -364,7 +368,7 @@ TEST(Config, DeepnormDecoderQuirkBothWays) {
   paper.vocab_size = 10;
   paper.deepnorm = true;
   postprocess(paper);
-  EXPECT_FALSE(paper.decoder_normalize_before);
+  EXPECT_FALSE(paper.normalize_before);
   EXPECT_FALSE(paper.subln);
 
   // Quirk (TorchScale): the rules write a field the decoder never reads, so it stays Pre-LN,
@@ -373,7 +377,7 @@ TEST(Config, DeepnormDecoderQuirkBothWays) {
       patched(decoder_json(), {{"deepnorm", true}, {"torchscale_deepnorm_decoder_quirk", true}}));
   EXPECT_TRUE(ts.deepnorm);
   EXPECT_FALSE(ts.subln);
-  EXPECT_TRUE(ts.decoder_normalize_before);
+  EXPECT_TRUE(ts.normalize_before);
   EXPECT_TRUE(ts.has_final_layer_norm());
   EXPECT_NEAR(ts.residual_alpha(), std::pow(24.0, 0.25), 1e-15);  // (2M)^¼, M = 12
   // TorchScale's tests pass decoder_normalize_before=False by hand to get Post-LN.
@@ -381,13 +385,13 @@ TEST(Config, DeepnormDecoderQuirkBothWays) {
       decoder_config_from_json(patched(decoder_json(), {{"deepnorm", true},
                                                         {"torchscale_deepnorm_decoder_quirk", true},
                                                         {"decoder_normalize_before", false}}));
-  EXPECT_FALSE(ts_post.decoder_normalize_before);
+  EXPECT_FALSE(ts_post.normalize_before);
   // The quirk also keeps subln from forcing Pre-LN, as in TorchScale.
   const DecoderConfig ts_subln =
       decoder_config_from_json(patched(decoder_json(), {{"torchscale_deepnorm_decoder_quirk", true},
                                                         {"decoder_normalize_before", false}}));
   EXPECT_TRUE(ts_subln.subln);
-  EXPECT_FALSE(ts_subln.decoder_normalize_before);
+  EXPECT_FALSE(ts_subln.normalize_before);
 }
 
 TEST(Config, PostprocessIsIdempotentAndAppliesXmoeRule) {
@@ -398,7 +402,7 @@ TEST(Config, PostprocessIsIdempotentAndAppliesXmoeRule) {
           DecoderConfig d;
           d.deepnorm = deepnorm;
           d.subln = subln;
-          d.decoder_normalize_before = before;
+          d.normalize_before = before;
           d.torchscale_deepnorm_decoder_quirk = quirk;
           postprocess(d);
           const json once = to_json(d);
@@ -409,13 +413,13 @@ TEST(Config, PostprocessIsIdempotentAndAppliesXmoeRule) {
         EncoderConfig e;
         e.deepnorm = deepnorm;
         e.subln = subln;
-        e.encoder_normalize_before = before;
+        e.normalize_before = before;
         postprocess(e);
         const json once = to_json(e);
         postprocess(e);
         EXPECT_EQ(to_json(e), once);
         // The resulting LN placement of each combination.
-        EXPECT_EQ(e.encoder_normalize_before, deepnorm ? false : subln ? true : before);
+        EXPECT_EQ(e.normalize_before, deepnorm ? false : subln ? true : before);
       }
     }
   }
@@ -450,11 +454,8 @@ TEST(Config, DecoderValidationErrors) {
       {{{"activation_dropout", 2}}, "activation_dropout: must be in [0, 1), got 2"},
       {{{"drop_path_rate", 1.5}}, "drop_path_rate: must be in [0, 1), got 1.5"},
       {{{"activation_fn", "tanh"}},
-       "activation_fn: unknown activation \"tanh\"; expected one of relu, gelu, swish, "
-       "gelu_tanh, quick_gelu"},
-      {{{"activation_fn", "silu"}},
-       "activation_fn: unknown activation \"silu\"; expected one of relu, gelu, swish, "
-       "gelu_tanh, quick_gelu (TorchScale calls SiLU \"swish\")"},
+       "activation_fn: expected \"relu\", \"gelu\", \"gelu_tanh\", \"gelu_fast\", \"swish\", "
+       "\"silu\" or \"quick_gelu\", got \"tanh\""},
       {{{"layernorm_eps", 0}}, "layernorm_eps: must be > 0, got 0"},
       {{{"layernorm_eps", -1e-5}}, "layernorm_eps: must be > 0, got -1e-05"},
       {{{"rel_pos_buckets", 32}},
@@ -582,7 +583,7 @@ TEST(Config, ValidateWantsAPostprocessedConfig) {
   postprocess(e);
   EXPECT_NO_THROW(validate(e));
   e = EncoderConfig{};
-  e.encoder_normalize_before = false;  // subln forces Pre-LN
+  e.normalize_before = false;  // subln forces Pre-LN
   EXPECT_EQ(error_of([&] { validate(e); }),
             "[config] encoder_normalize_before: is false but subln makes it true; call "
             "postprocess() first (reference-spec 1.2)");
@@ -618,8 +619,8 @@ TEST(Config, WrongJsonTypes) {
       {{{"positions", json::object()}}, "positions: expected a string, got object {}"},
       {{{"model_type", 1}}, "model_type: expected a string, got number 1"},
       {{{"activation_fn", std::string(200, 'x')}},
-       "activation_fn: unknown activation \"" + std::string(57, 'x') +
-           "...\"; expected one of relu, gelu, swish, gelu_tanh, quick_gelu"},
+       "activation_fn: expected \"relu\", \"gelu\", \"gelu_tanh\", \"gelu_fast\", \"swish\", "
+       "\"silu\" or \"quick_gelu\", got \"" + std::string(60, 'x') + "\"..."},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.patch.dump());
@@ -639,7 +640,7 @@ TEST(Config, WrongJsonTypes) {
               (void)decoder_config_from_json(json::array({1, 2}));
             }),
             "[config] expected a JSON object, got array [1,2]");
-  EXPECT_EQ(error_of([] { (void)arch_config_from_json(json("decoder")); }),
+  EXPECT_EQ(error_of([] { (void)models::model_config_from_json(json("decoder")); }),
             "[config] expected a JSON object, got string \"decoder\"");
 }
 
@@ -710,42 +711,45 @@ TEST(Config, UnknownFieldsAreListedWithSuggestions) {
             "[config] " + std::string(57, 'k') + "...: unknown field");
 }
 
-TEST(Config, ArchConfigNeedsModelType) {
+TEST(Config, ModelConfigNeedsModelType) {
   EXPECT_EQ(error_of([] {
-              (void)arch_config_from_json({{"decoder_layers", 2}});
+              (void)models::model_config_from_json({{"decoder_layers", 2}});
             }),
-            "[config] model_type: missing; expected \"encoder\" or \"decoder\"");
+            "[config] model_type: missing; expected \"encoder\", \"decoder\" or \"metalm\"");
   EXPECT_EQ(error_of([] {
-              (void)arch_config_from_json({{"model_type", "gpt"}});
+              (void)models::model_config_from_json({{"model_type", "gpt"}});
             }),
-            "[config] model_type: expected \"encoder\" or \"decoder\", got \"gpt\"");
-  const ArchConfig a = arch_config_from_json({{"model_type", "encoder"}, {"multiway", true}});
-  EXPECT_EQ(a.model_type(), ModelType::encoder);
-  EXPECT_TRUE(a.encoder().multiway);
-  EXPECT_EQ(error_of([&] { (void)a.decoder(); }),
-            "[config] model_type: expected \"decoder\", this is an encoder config");
-  ArchConfig m = a;
-  m.encoder().encoder_layers = 3;
-  EXPECT_EQ(std::get<EncoderConfig>(m.config).encoder_layers, 3);
+            "[config] model_type: expected \"encoder\", \"decoder\" or \"metalm\", got \"gpt\"");
+  EXPECT_EQ(error_of([] {
+              (void)models::model_config_from_json({{"model_type", "kosmos"}});
+            }),
+            "[config] model_type: expected \"encoder\", \"decoder\" or \"metalm\", got "
+            "\"kosmos\" (not supported yet)");
+  const models::ModelConfig a =
+      models::model_config_from_json({{"model_type", "encoder"}, {"multiway", true}});
+  EXPECT_EQ(a.model_type, "encoder");
+  EXPECT_TRUE(a.encoder.multiway);
+  EXPECT_TRUE(a.is_single_stack());
 }
 
 // ---------------------------------------------------------------- files
 
 TEST_F(ConfigFiles, FileErrorsNameTheFile) {
   const std::string bad = write("bad.json", "{\"model_type\": \"decoder\", \"decoder_layers\": 0}");
-  EXPECT_EQ(error_of([&] { (void)load_arch_config(bad); }),
+  EXPECT_EQ(error_of([&] { (void)models::load_model_config_file(bad); }),
             "[config] " + bad + ": decoder_layers: must be > 0, got 0");
   const std::string typo =
       write("typo.json", "{\"model_type\": \"encoder\", \"encoder_layer\": 2}");
-  EXPECT_EQ(error_of([&] { (void)load_arch_config(typo); }),
+  EXPECT_EQ(error_of([&] { (void)models::load_model_config_file(typo); }),
             "[config] " + typo + ": encoder_layer: unknown field (did you mean encoder_layers?)");
-  // The single-kind loaders check model_type when it is given.
-  EXPECT_EQ(error_of([&] { (void)load_encoder_config(bad); }),
-            "[config] " + bad + ": model_type: expected \"encoder\", got \"decoder\"");
+  // The stack parsers check model_type when it is given.
+  EXPECT_EQ(error_of([&] { (void)encoder_config_from_json({{"model_type", "decoder"}}); }),
+            "[config] model_type: expected \"encoder\", got \"decoder\"");
+  EXPECT_EQ(encoder_config_from_json({{"encoder_layers", 2}}).layers, 2);
   const std::string untyped = write("untyped.json", "{\"encoder_layers\": 2}");
-  EXPECT_EQ(load_encoder_config(untyped).encoder_layers, 2);
-  EXPECT_EQ(error_of([&] { (void)load_arch_config(untyped); }),
-            "[config] " + untyped + ": model_type: missing; expected \"encoder\" or \"decoder\"");
+  EXPECT_EQ(error_of([&] { (void)models::load_model_config_file(untyped); }),
+            "[config] " + untyped +
+                ": model_type: missing; expected \"encoder\", \"decoder\" or \"metalm\"");
 }
 
 TEST_F(ConfigFiles, HostileAndBrokenFiles) {
@@ -753,47 +757,52 @@ TEST_F(ConfigFiles, HostileAndBrokenFiles) {
   const std::string dup = write("dup.json",
                                 "{\"model_type\": \"decoder\", \"vocab_size\": 10, "
                                 "\"decoder_layers\": 2, \"decoder_layers\": 24}");
-  EXPECT_EQ(error_of([&] { (void)load_arch_config(dup); }),
-            "[config] " + dup + ": decoder_layers: given more than once");
+  EXPECT_EQ(error_of<FormatError>([&] { (void)models::load_model_config_file(dup); }),
+            "[config] " + dup + ": duplicate key \"decoder_layers\"");
   // Syntax errors, truncation, comments, empty files: FormatError naming the file.
   for (const std::string text : {"{\"model_type\": \"decoder\",", "", "{} trailing",
                                  "{\"a\": 1 // no comments in JSON\n}", "{\"a\": NaN}"}) {
     SCOPED_TRACE(text);
     const std::string p = write("broken.json", text);
-    EXPECT_TRUE(contains(error_of<FormatError>([&] { (void)load_arch_config(p); }),
-                         "[config] " + p + ": invalid JSON: "));
+    EXPECT_TRUE(contains(error_of<FormatError>([&] { (void)models::load_model_config_file(p); }),
+                         "[config] " + p + ": config file is not valid JSON: "));
   }
   // Valid JSON of the wrong shape.
   const std::string arr = write("array.json", "[1, 2, 3]");
-  EXPECT_EQ(error_of([&] { (void)load_arch_config(arr); }),
+  EXPECT_EQ(error_of([&] { (void)models::load_model_config_file(arr); }),
             "[config] " + arr + ": expected a JSON object, got array [1,2,3]");
-  // Deep nesting does not crash the parser; it is just a wrong type.
+  // Deep nesting is refused while parsing, long before it could exhaust a stack.
   const std::string deep = write(
       "deep.json", "{\"model_type\": \"encoder\", \"encoder_layers\": " + std::string(100000, '[') +
                        std::string(100000, ']') + "}");
-  EXPECT_TRUE(contains(error_of([&] { (void)load_arch_config(deep); }),
+  EXPECT_EQ(error_of<FormatError>([&] { (void)models::load_model_config_file(deep); }),
+            "[config] " + deep + ": config file nests deeper than 64 levels");
+  // Shallow nesting is just a wrong type.
+  const std::string nested =
+      write("nested.json", "{\"model_type\": \"encoder\", \"encoder_layers\": [[1]]}");
+  EXPECT_TRUE(contains(error_of([&] { (void)models::load_model_config_file(nested); }),
                        "encoder_layers: expected an integer, got array (1 element)"));
   // Oversized: a wrong path to a checkpoint is refused before it is read whole.
   const std::string big = write("big.json", std::string((1 << 20) + 1, ' '));
-  EXPECT_TRUE(contains(error_of<FormatError>([&] { (void)load_arch_config(big); }),
+  EXPECT_TRUE(contains(error_of<FormatError>([&] { (void)models::load_model_config_file(big); }),
                        "[config] " + big + ": 1048577 bytes is too large for a config file"));
   // Missing file and a directory: IoError naming the path.
-  EXPECT_TRUE(contains(error_of<IoError>([&] { (void)load_arch_config(path("none.json")); }),
+  EXPECT_TRUE(contains(error_of<IoError>([&] { (void)models::load_model_config_file(path("none.json")); }),
                        "[config] " + path("none.json") + ": cannot open: "));
-  EXPECT_EQ(error_of<IoError>([&] { (void)load_arch_config(dir_.string()); }),
-            "[config] " + dir_.string() + ": not a regular file");
+  EXPECT_EQ(error_of<IoError>([&] { (void)models::load_model_config_file(dir_.string()); }),
+            "[config] " + dir_.string() + ": is a directory, not a file");
 }
 
 // ---------------------------------------------------------------- derived values and §1.4
 
 TEST(Config, ParseFromTextNamesTheSourceAndKeepsTheSizeLimit) {
   EXPECT_TRUE(metalm::test::throws_with<ValueError>(
-      [] { parse_arch_config(R"({"model_type": "decoder", "decoder_layerz": 2})", "inline"); },
+      [] { models::parse_model_config(R"({"model_type": "decoder", "decoder_layerz": 2})", "inline"); },
       {"[config] inline", "did you mean decoder_layers"}));
   EXPECT_TRUE(metalm::test::throws_with<FormatError>(
-      [] { parse_arch_config("{\"model_type\"", "cut"); }, {"[config] cut", "invalid JSON"}));
+      [] { models::parse_model_config("{\"model_type\"", "cut"); }, {"[config] cut", "not valid JSON"}));
   const std::string huge = "{\"model_type\": \"decoder\"" + std::string(2 << 20, ' ') + "}";
-  EXPECT_TRUE(metalm::test::throws_with<FormatError>([&] { parse_arch_config(huge, "big"); },
+  EXPECT_TRUE(metalm::test::throws_with<FormatError>([&] { models::parse_model_config(huge, "big"); },
                                              {"[config] big", "too large"}));
 }
 
@@ -803,7 +812,7 @@ TEST(Config, DerivedValues) {
   EXPECT_EQ(e.num_patches(), 196);  // (224 / 16)^2
   EXPECT_EQ(e.embed_scale(), 1.0);
   e.no_scale_embedding = false;
-  e.encoder_embed_dim = 256;
+  e.embed_dim = 256;
   EXPECT_EQ(e.embed_scale(), 16.0);
   EXPECT_FALSE(e.has_rel_pos());
   e.rel_pos_buckets = 32;
@@ -819,7 +828,7 @@ TEST(Config, DerivedValues) {
   e.no_output_layer = true;
   EXPECT_FALSE(e.has_output_layer());
   // VL expert in the top layers only.
-  e.encoder_layers = 12;
+  e.layers = 12;
   e.multiway_vl_layers = 2;
   EXPECT_FALSE(e.is_vl_layer(9));
   EXPECT_TRUE(e.is_vl_layer(10));
@@ -828,21 +837,21 @@ TEST(Config, DerivedValues) {
   EXPECT_FALSE(e.is_vl_layer(11));
 
   // Drop path: torch.linspace(0, 0.1, 4) in float32 = [0, 0.033333335, 0.06666667, 0.1].
-  e.encoder_layers = 4;
+  e.layers = 4;
   e.drop_path_rate = 0.1;
   EXPECT_EQ(e.drop_path_prob(0), 0.0);
   EXPECT_EQ(e.drop_path_prob(1), static_cast<double>(0.1f / 3.0f));
   EXPECT_EQ(e.drop_path_prob(3), static_cast<double>(0.1f));
   EXPECT_NEAR(e.drop_path_prob(2), 0.0666667, 1e-7);
-  e.encoder_layers = 1;
+  e.layers = 1;
   EXPECT_EQ(e.drop_path_prob(0), 0.0);
 
   DecoderConfig d;
-  d.decoder_embed_dim = 2048;
-  d.decoder_attention_heads = 32;
+  d.embed_dim = 2048;
+  d.attention_heads = 32;
   EXPECT_EQ(d.head_dim(), 64);
   EXPECT_TRUE(d.has_final_layer_norm());
-  d.decoder_normalize_before = false;
+  d.normalize_before = false;
   EXPECT_FALSE(d.has_final_layer_norm());
 }
 
@@ -897,7 +906,7 @@ TEST(Config, ConfigLevelResidualAlphaAndInitGain) {
   EXPECT_EQ(e.residual_alpha(), 1.0);
   EXPECT_NEAR(e.init_weight_gain(), 1.782709687623856, 1e-12);
   // deepnorm: α = (2N)^¼ and gain 1 / (8N)^¼; N = 32 gives 2√2 and 1/4.
-  e.encoder_layers = 32;
+  e.layers = 32;
   e.deepnorm = true;
   postprocess(e);
   EXPECT_NEAR(e.residual_alpha(), 2.0 * std::sqrt(2.0), 1e-14);
@@ -908,7 +917,7 @@ TEST(Config, ConfigLevelResidualAlphaAndInitGain) {
   EXPECT_EQ(d.residual_alpha(), 1.0);
   EXPECT_EQ(d.init_weight_gain(), 1.0);
   d.deepnorm = true;
-  d.decoder_layers = 2;
+  d.layers = 2;
   postprocess(d);
   EXPECT_NEAR(d.residual_alpha(), std::sqrt(2.0), 1e-14);
   EXPECT_NEAR(d.init_weight_gain(), 0.5, 1e-15);
@@ -922,21 +931,21 @@ TEST(Config, EveryExampleConfigLoadsAndIsDocumented) {
   const std::string readme((std::istreambuf_iterator<char>(readme_in)),
                            std::istreambuf_iterator<char>());
   ASSERT_FALSE(readme.empty()) << "configs/README.md is missing";
-  std::map<std::string, ArchConfig> loaded;
+  std::map<std::string, models::ModelConfig> loaded;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() != ".json") continue;
     const std::string name = entry.path().filename().string();
     SCOPED_TRACE(name);
     EXPECT_TRUE(contains(readme, "`" + name + "`")) << "document it in configs/README.md";
-    ArchConfig cfg;
-    ASSERT_NO_THROW(cfg = load_arch_config(entry.path().string()));
+    models::ModelConfig cfg;
+    ASSERT_NO_THROW(cfg = models::load_model_config_file(entry.path().string()));
     // From its text (what fuzz_config drives), the same config.
     std::ifstream text_in(entry.path());
     const std::string text((std::istreambuf_iterator<char>(text_in)),
                            std::istreambuf_iterator<char>());
-    EXPECT_EQ(to_json(parse_arch_config(text, name)), to_json(cfg));
+    EXPECT_EQ(models::to_json(models::parse_model_config(text, name)), models::to_json(cfg));
     // Saved back, it reads the same (post-processing is idempotent).
-    EXPECT_EQ(to_json(arch_config_from_json(to_json(cfg))), to_json(cfg));
+    EXPECT_EQ(models::to_json(models::model_config_from_json(models::to_json(cfg))), models::to_json(cfg));
     loaded.emplace(name, cfg);
   }
   // The variants the issue lists, each with the property it exists to show.
@@ -946,37 +955,37 @@ TEST(Config, EveryExampleConfigLoadsAndIsDocumented) {
       "gpt-subln-xpos.json", "vit-clip.json",    "vlmo-vl-expert.json"};
   for (const auto& name : expected) ASSERT_TRUE(loaded.count(name)) << name;
 
-  const auto& preln = loaded.at("gpt-preln.json").decoder();
-  EXPECT_TRUE(preln.decoder_normalize_before && !preln.subln && !preln.deepnorm);
-  const auto& postln = loaded.at("gpt-postln.json").decoder();
-  EXPECT_TRUE(!postln.decoder_normalize_before && !postln.subln && !postln.deepnorm);
-  const auto& deep = loaded.at("gpt-deepnorm.json").decoder();
-  EXPECT_TRUE(deep.deepnorm && !deep.subln && !deep.decoder_normalize_before);
+  const auto& preln = loaded.at("gpt-preln.json").decoder;
+  EXPECT_TRUE(preln.normalize_before && !preln.subln && !preln.deepnorm);
+  const auto& postln = loaded.at("gpt-postln.json").decoder;
+  EXPECT_TRUE(!postln.normalize_before && !postln.subln && !postln.deepnorm);
+  const auto& deep = loaded.at("gpt-deepnorm.json").decoder;
+  EXPECT_TRUE(deep.deepnorm && !deep.subln && !deep.normalize_before);
   EXPECT_NEAR(deep.residual_alpha(), std::pow(8.0, 0.25), 1e-14);  // (2M)^¼, M = 4
-  const auto& xpos = loaded.at("gpt-subln-xpos.json").decoder();
-  EXPECT_TRUE(xpos.subln && xpos.decoder_normalize_before && xpos.xpos_rel_pos);
+  const auto& xpos = loaded.at("gpt-subln-xpos.json").decoder;
+  EXPECT_TRUE(xpos.subln && xpos.normalize_before && xpos.xpos_rel_pos);
   EXPECT_EQ(xpos.positions, PositionKind::none);
   EXPECT_EQ(xpos.head_dim() % 2, 0);
-  const auto& sin = loaded.at("gpt-sinusoidal.json").decoder();
+  const auto& sin = loaded.at("gpt-sinusoidal.json").decoder;
   EXPECT_EQ(sin.positions, PositionKind::sinusoidal);
-  const auto& bert = loaded.at("bert-relpos.json").encoder();
-  EXPECT_TRUE(bert.has_rel_pos() && !bert.encoder_normalize_before && bert.has_output_layer());
-  const auto& beit3 = loaded.at("beit3-multiway.json").encoder();
+  const auto& bert = loaded.at("bert-relpos.json").encoder;
+  EXPECT_TRUE(bert.has_rel_pos() && !bert.normalize_before && bert.has_output_layer());
+  const auto& beit3 = loaded.at("beit3-multiway.json").encoder;
   EXPECT_TRUE(beit3.multiway && beit3.subln && beit3.has_final_layer_norm());
   EXPECT_FALSE(beit3.multiway_shared_attention);
   EXPECT_EQ(beit3.multiway_vl_layers, 0);
-  const auto& vlmo = loaded.at("vlmo-vl-expert.json").encoder();
+  const auto& vlmo = loaded.at("vlmo-vl-expert.json").encoder;
   EXPECT_TRUE(vlmo.multiway && vlmo.multiway_shared_attention && !vlmo.subln);
   EXPECT_GT(vlmo.multiway_vl_layers, 0);
   EXPECT_GT(vlmo.layer_scale_init, 0.0);
-  const auto& clip = loaded.at("vit-clip.json").encoder();
-  EXPECT_EQ(clip.activation_fn, "quick_gelu");
-  EXPECT_TRUE(clip.encoder_normalize_before && !clip.subln && !clip.has_output_layer());
+  const auto& clip = loaded.at("vit-clip.json").encoder;
+  EXPECT_EQ(clip.activation_fn, ops::Activation::quick_gelu);
+  EXPECT_TRUE(clip.normalize_before && !clip.subln && !clip.has_output_layer());
   EXPECT_EQ(clip.vocab_size, -1);
   // Small enough for tests to run every one.
   for (const auto& [name, cfg] : loaded) {
-    const json j = to_json(cfg);
-    const std::string p = cfg.model_type() == ModelType::encoder ? "encoder" : "decoder";
+    const json j = models::to_json(cfg);
+    const std::string p = cfg.model_type;
     EXPECT_LE(j[p + "_layers"].get<int64_t>(), 4) << name;
     EXPECT_LE(j[p + "_embed_dim"].get<int64_t>(), 256) << name;
   }

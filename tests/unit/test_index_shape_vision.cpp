@@ -107,10 +107,9 @@ TEST(Embedding, BackwardIsDeterministicAndMatchesReference) {
   Tensor g = randn({m, c}, 8);
   auto grad_with = [&](int threads, bool reference) {
     omp_set_num_threads(threads);
-    ops::set_use_reference(reference);
+    ops::ReferenceGuard mode(reference);
     Tensor w = randn({v, c}, 9).set_requires_grad();
     ops::embedding(w, ids, 3).backward(g);
-    ops::set_use_reference(false);
     return w.grad();
   };
   Tensor ref = grad_with(1, true);

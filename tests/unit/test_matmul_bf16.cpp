@@ -206,8 +206,8 @@ TEST(LinearActivation, FusedUnderBf16MatchesTheTwoOps) {
   ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
   for (const char* act : {"relu", "gelu", "gelu_tanh", "swish", "quick_gelu"}) {
     SCOPED_TRACE(act);
-    const Tensor want = ops::activation(ops::linear(x, w, b), act);
-    const Tensor got = ops::linear_activation(x, w, b, act);
+    const Tensor want = ops::activation(ops::linear(x, w, b), ops::parse_activation(act));
+    const Tensor got = ops::linear_activation(x, w, b, ops::parse_activation(act));
     EXPECT_TRUE(test::all_close(got, want, 1e-5, 1e-5));
     // It did take the fused path: the GEMM's bias-then-activation epilogue rounds differently.
     if (std::string(act) != "relu") {
@@ -219,17 +219,17 @@ TEST(LinearActivation, FusedUnderBf16MatchesTheTwoOps) {
 TEST(LinearActivation, ExactlyTheTwoOpsWithF32OrGradients) {
   Tensor x = test::randn({5, 16}, 33), w = test::randn({8, 16}, 34), b = test::randn({8}, 35);
   // f32 precision: never fused.
-  EXPECT_TRUE(test::all_close(ops::linear_activation(x, w, b, "gelu"),
+  EXPECT_TRUE(test::all_close(ops::linear_activation(x, w, b, ops::Activation::gelu),
                               ops::gelu(ops::linear(x, w, b)), 0, 0));
   // bf16 with a gradient to take: the two ops (so backward exists and is exact).
   ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
   Tensor wg = w.detach().set_requires_grad();
-  Tensor y = ops::linear_activation(x, wg, b, "gelu");
+  Tensor y = ops::linear_activation(x, wg, b, ops::Activation::gelu);
   EXPECT_TRUE(test::all_close(y.detach(), ops::gelu(ops::linear(x, w, b)), 0, 0));
   ops::sum(y).backward();
   EXPECT_TRUE(wg.grad().defined());
-  // An activation oneDNN has no post-op for is rejected as ops::activation rejects it.
-  EXPECT_TRUE(test::throws_with<ValueError>([&] { ops::linear_activation(x, w, b, "tanhh"); },
+  // An unknown name fails where names are read.
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { ops::parse_activation("tanhh"); },
                                             "[activation] unknown activation 'tanhh'"));
 }
 
@@ -240,12 +240,12 @@ TEST(Mlp, FusedUnderBf16MatchesTheThreeOpsAndIsExactOtherwise) {
   Tensor x = test::randn({3, 29, 48}, 40), w1 = test::randn({96, 48}, 41);
   Tensor b1 = test::randn({96}, 42), w2 = test::randn({40, 96}, 43), b2 = test::randn({40}, 44);
   const Tensor f32_want = ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2);
-  EXPECT_TRUE(test::all_close(ops::mlp(x, w1, b1, "gelu", w2, b2), f32_want, 0, 0));
+  EXPECT_TRUE(test::all_close(ops::mlp(x, w1, b1, ops::Activation::gelu, w2, b2), f32_want, 0, 0));
   ops::MatmulPrecisionGuard guard(MatmulPrecision::bf16);
   for (const char* act : {"relu", "gelu", "swish"}) {
     SCOPED_TRACE(act);
-    const Tensor want = ops::linear(ops::activation(ops::linear(x, w1, b1), act), w2, b2);
-    const Tensor got = ops::mlp(x, w1, b1, act, w2, b2);
+    const Tensor want = ops::linear(ops::activation(ops::linear(x, w1, b1), ops::parse_activation(act)), w2, b2);
+    const Tensor got = ops::mlp(x, w1, b1, ops::parse_activation(act), w2, b2);
     EXPECT_EQ(got.shape(), (Shape{3, 29, 40}));
     // Hidden values within one bf16 rounding of each other can round to neighbouring bf16
     // values: an error of 2^-8 relative on a few of the 96 terms.
@@ -258,16 +258,16 @@ TEST(Mlp, FusedUnderBf16MatchesTheThreeOpsAndIsExactOtherwise) {
     f();
     return memory_stats().peak_bytes - before;
   };
-  const size_t fused = peak_of([&] { return ops::mlp(x, w1, b1, "gelu", w2, b2); });
+  const size_t fused = peak_of([&] { return ops::mlp(x, w1, b1, ops::Activation::gelu, w2, b2); });
   const size_t three =
       peak_of([&] { return ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2); });
   EXPECT_LT(fused + 3 * 29 * 96 * 4 / 2, three) << "fused " << fused << ", three ops " << three;
   Tensor w2g = w2.detach().set_requires_grad();  // gradients wanted: the three ops, exactly
-  Tensor y = ops::mlp(x, w1, b1, "gelu", w2g, b2);
+  Tensor y = ops::mlp(x, w1, b1, ops::Activation::gelu, w2g, b2);
   EXPECT_TRUE(test::all_close(y.detach(),
                               ops::linear(ops::gelu(ops::linear(x, w1, b1)), w2, b2), 0, 0));
   EXPECT_TRUE(test::throws_with<ShapeError>(
-      [&] { ops::mlp(x, w1, b1, "gelu", test::randn({40, 95}, 45), b2); }, "[linear]"));
+      [&] { ops::mlp(x, w1, b1, ops::Activation::gelu, test::randn({40, 95}, 45), b2); }, "[linear]"));
 }
 
 // linears(): the separate linear() calls, bit for bit, forward and backward, in both

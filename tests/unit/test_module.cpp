@@ -44,12 +44,16 @@ TEST(Module, NamesFollowStateDictKeys) {
   Model m(gen);
   std::vector<std::string> names;
   for (auto& [n, t] : m.named_parameters()) names.push_back(n);
-  std::vector<std::string> expect = {
-      "layers.0.fc1.weight", "layers.0.fc1.bias", "layers.0.fc2.weight",
-      "layers.0.final_layer_norm.weight", "layers.0.final_layer_norm.bias",
-      "layers.1.fc1.weight", "layers.1.fc1.bias", "layers.1.fc2.weight",
-      "layers.1.final_layer_norm.weight", "layers.1.final_layer_norm.bias"};
+  std::vector<std::string> expect = {  // by name (a TensorMap)
+      "layers.0.fc1.bias", "layers.0.fc1.weight", "layers.0.fc2.weight",
+      "layers.0.final_layer_norm.bias", "layers.0.final_layer_norm.weight",
+      "layers.1.fc1.bias", "layers.1.fc1.weight", "layers.1.fc2.weight",
+      "layers.1.final_layer_norm.bias", "layers.1.final_layer_norm.weight"};
   EXPECT_EQ(names, expect);
+  // parameters() keeps registration order (layer 0's fc1 weight first, then its bias).
+  ASSERT_EQ(m.parameters().size(), expect.size());
+  EXPECT_EQ(m.parameters()[0].impl_ptr(), m.named_parameters().at("layers.0.fc1.weight").impl_ptr());
+  EXPECT_EQ(m.parameters()[1].impl_ptr(), m.named_parameters().at("layers.0.fc1.bias").impl_ptr());
   EXPECT_EQ(m.parameter_count(), 2 * (32 + 8 + 32 + 4 + 4));
   auto sd = m.state_dict();
   EXPECT_EQ(sd.size(), expect.size() + 2);  // + two buffers
@@ -59,14 +63,14 @@ TEST(Module, NamesFollowStateDictKeys) {
 TEST(Module, LoadStateDictCopiesAndReportsEveryProblem) {
   Generator g1(1), g2(2);
   Model a(g1), b(g2);
-  nn::StateDict sd = a.state_dict();
+  TensorMap sd = a.state_dict();
   b.load_state_dict(sd);
   for (auto& [n, t] : b.state_dict())
     EXPECT_TRUE(test::all_close(t, sd.at(n), 0, 0)) << n;
   // Loading copies: the tensors of b are still its own storage.
   EXPECT_NE(b.state_dict().at("layers.0.fc1.weight").raw_data(), sd.at("layers.0.fc1.weight").raw_data());
 
-  nn::StateDict bad = sd;
+  TensorMap bad = sd;
   bad.erase("layers.0.fc2.weight");
   bad["layers.0.fc3.weight"] = Tensor::zeros({2});
   bad["layers.1.fc1.bias"] = Tensor::zeros({9});

@@ -25,18 +25,6 @@ namespace {
 
 using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
-// Routes the ops to their reference path in its scope.
-class ReferenceMode {
- public:
-  explicit ReferenceMode(bool on) : prev_(ops::use_reference()) { ops::set_use_reference(on); }
-  ~ReferenceMode() { ops::set_use_reference(prev_); }
-  ReferenceMode(const ReferenceMode&) = delete;
-  ReferenceMode& operator=(const ReferenceMode&) = delete;
-
- private:
-  bool prev_;
-};
-
 struct Case {
   std::string name;
   OpFn f;
@@ -145,7 +133,7 @@ struct Result {
 
 // Runs a case on fresh leaves, backpropagates a seeded random cotangent, returns all gradients.
 Result run_case(const Case& c, bool reference) {
-  ReferenceMode mode(reference);
+  ops::ReferenceGuard mode(reference);
   std::vector<Tensor> in;
   for (const Tensor& t : c.inputs) in.push_back(t.defined() ? leaf(t.clone()) : Tensor());
   Result r;
@@ -189,7 +177,7 @@ TEST(NormSoftmaxLoss, GradcheckF64) {
   for (bool reference : {false, true}) {
     for (const Case& c : make_cases(DType::f64, true)) {
       SCOPED_TRACE(c.name + (reference ? " (reference)" : " (fast)"));
-      ReferenceMode mode(reference);
+      ops::ReferenceGuard mode(reference);
       std::vector<Tensor> in;
       for (const Tensor& t : c.inputs) in.push_back(t.defined() ? leaf(t.clone()) : Tensor());
       EXPECT_TRUE(gradcheck(c.f, in));
@@ -202,7 +190,7 @@ TEST(NormSoftmaxLoss, GradcheckF64) {
 TEST(NormSoftmaxLoss, KnownValues) {
   for (bool reference : {false, true}) {
     SCOPED_TRACE(reference ? "reference" : "fast");
-    ReferenceMode mode(reference);
+    ops::ReferenceGuard mode(reference);
     Tensor x = Tensor::from_vector<double>({1, 3}, {1.0, 2.0, 3.0});
     const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
     EXPECT_TRUE(all_close(ops::softmax(x),
@@ -250,7 +238,7 @@ TEST(NormSoftmaxLoss, SoftmaxWithInfiniteLogits) {
   const double inf = std::numeric_limits<double>::infinity();
   for (bool reference : {false, true}) {
     SCOPED_TRACE(reference ? "reference" : "fast");
-    ReferenceMode mode(reference);
+    ops::ReferenceGuard mode(reference);
     for (DType dt : {DType::f32, DType::f64}) {
       Tensor x =
           leaf(Tensor::from_vector<double>({2, 3}, {-inf, 2.0, -inf, 0.5, -inf, 1.5}).to(dt));
@@ -286,7 +274,7 @@ TEST(NormSoftmaxLoss, SoftmaxWithInfiniteLogits) {
 TEST(NormSoftmaxLoss, CrossEntropySingleClassAndAllIgnored) {
   for (bool reference : {false, true}) {
     SCOPED_TRACE(reference ? "reference" : "fast");
-    ReferenceMode mode(reference);
+    ops::ReferenceGuard mode(reference);
     for (DType dt : {DType::f32, DType::f64}) {
       // V = 1: log p = 0, so the loss and its gradient vanish (with and without smoothing).
       Tensor x = leaf(randn({4, 1}, 1, dt));
@@ -324,7 +312,7 @@ TEST(NormSoftmaxLoss, CrossEntropySingleClassAndAllIgnored) {
 TEST(NormSoftmaxLoss, NormEdgeCases) {
   for (bool reference : {false, true}) {
     SCOPED_TRACE(reference ? "reference" : "fast");
-    ReferenceMode mode(reference);
+    ops::ReferenceGuard mode(reference);
     // C = 1: x - mean = 0, so layer_norm returns the bias and passes no gradient to x.
     Tensor x = leaf(randn({3, 1}, 3, DType::f64));
     Tensor w = leaf(Tensor::full({1}, 2.0, DType::f64)),
@@ -469,7 +457,7 @@ TEST(NormSoftmaxLoss, ArgumentErrors) {
   opt.loss_mask = Tensor::ones({4}, DType::f64);  // f64 mask for f32 logits
   expect_error<DTypeError>([&] { ops::cross_entropy(logits, t, opt); }, "[cross_entropy]");
   // The reference path checks the same way.
-  ReferenceMode mode(true);
+  ops::ReferenceGuard mode(true);
   expect_error<ValueError>(
       [&] {
         ops::cross_entropy(logits, Tensor::from_vector<int64_t>({4}, {0, 1, 9, 3}));

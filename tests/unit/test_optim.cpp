@@ -8,7 +8,7 @@
 using namespace metalm;
 
 TEST(Optim, ParamGroupsExcludeNormsAndBiases) {
-  train::NamedTensors named = {{"layers.0.fc1.weight", Tensor::ones({4, 3}).set_requires_grad()},
+  TensorMap named = {{"layers.0.fc1.weight", Tensor::ones({4, 3}).set_requires_grad()},
                                {"layers.0.fc1.bias", Tensor::ones({4}).set_requires_grad()},
                                {"embed_positions.weight", Tensor::ones({8, 3}).set_requires_grad()}};
   auto groups = train::make_param_groups(named, 0.01, {"embed_positions"});

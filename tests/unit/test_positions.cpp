@@ -22,18 +22,6 @@ using metalm::test::randn;
 
 namespace {
 
-// Routes the ops to their reference path in its scope.
-class ReferenceMode {
- public:
-  explicit ReferenceMode(bool on) : prev_(ops::use_reference()) { ops::set_use_reference(on); }
-  ~ReferenceMode() { ops::set_use_reference(prev_); }
-  ReferenceMode(const ReferenceMode&) = delete;
-  ReferenceMode& operator=(const ReferenceMode&) = delete;
-
- private:
-  bool prev_;
-};
-
 // The message of the Error that fn throws ("" if none).
 template <typename F>
 std::string error_of(F fn) {
@@ -417,7 +405,7 @@ TEST(PositionsRotary, FastMatchesReferenceAndGradcheck) {
     Tensor g = randn({2, 3, 7, 10}, 34, dt);
     Tensor outs[2], grads[2];
     for (int ref = 0; ref < 2; ++ref) {
-      ReferenceMode mode(ref == 1);
+      ops::ReferenceGuard mode(ref == 1);
       Tensor leaf = store.clone().set_requires_grad();
       Tensor out = ops::rotary(leaf.permute({0, 2, 1, 3}), c, s);
       out.backward(g);
@@ -429,7 +417,7 @@ TEST(PositionsRotary, FastMatchesReferenceAndGradcheck) {
     EXPECT_TRUE(all_close(grads[0], grads[1], tol, tol)) << dtype_name(dt);
   }
   for (bool ref : {false, true}) {
-    ReferenceMode mode(ref);
+    ops::ReferenceGuard mode(ref);
     Tensor x = randn({2, 4, 3, 6}, 35, DType::f64).set_requires_grad();
     Tensor c = randn({4, 3}, 36, DType::f64), s = randn({4, 3}, 37, DType::f64);
     EXPECT_TRUE(gradcheck(

@@ -13,6 +13,7 @@
 
 #include "common/test_util.h"
 #include "metalm/autograd/autograd.h"
+#include "metalm/models/stack.h"
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/ops.h"
 
@@ -25,23 +26,23 @@ namespace {
 
 nn::DecoderConfig tiny_decoder() {
   nn::DecoderConfig c;
-  c.decoder_embed_dim = 32;
-  c.decoder_attention_heads = 4;
-  c.decoder_ffn_embed_dim = 64;
-  c.decoder_layers = 2;
+  c.embed_dim = 32;
+  c.attention_heads = 4;
+  c.ffn_embed_dim = 64;
+  c.layers = 2;
   c.vocab_size = 50;
-  c.max_target_positions = 128;
+  c.max_positions = 128;
   return c;
 }
 
 nn::EncoderConfig tiny_encoder() {
   nn::EncoderConfig c;
-  c.encoder_embed_dim = 32;
-  c.encoder_attention_heads = 4;
-  c.encoder_ffn_embed_dim = 64;
-  c.encoder_layers = 2;
+  c.embed_dim = 32;
+  c.attention_heads = 4;
+  c.ffn_embed_dim = 64;
+  c.layers = 2;
   c.vocab_size = 50;
-  c.max_source_positions = 64;
+  c.max_positions = 64;
   return c;
 }
 
@@ -85,7 +86,7 @@ TEST_P(IncrementalTest, MatchesFullForward) {
   cfg.positions = p.positions;
   cfg.no_scale_embedding = false;
   Generator gen(11);
-  nn::Decoder dec(cfg, gen);
+  models::Decoder dec(cfg, gen);
   randomise(dec, 3);
   dec.eval();
   NoGradGuard ng;
@@ -93,18 +94,18 @@ TEST_P(IncrementalTest, MatchesFullForward) {
   for (int64_t steps : {1, 7, 64}) {
     const int64_t B = 2, P = 4, T = P + steps;
     Tensor tokens = random_tokens(B, T, cfg.vocab_size, 100 + steps);
-    nn::DecoderInputs full;
+    models::StackInputs full;
     full.tokens = tokens;
     Tensor ref = dec.forward(full).logits;  // [B, T, V]
 
     // Chunk sizes: the prompt, then one token at a time; and a chunked variant (3 at a time).
     for (int64_t chunk : {int64_t{1}, int64_t{3}}) {
-      nn::IncrementalState state(dec, B, T);
+      models::IncrementalState state(dec, B, T);
       int64_t pos = 0;
       std::vector<int64_t> sizes = {P};
       for (int64_t left = steps; left > 0; left -= chunk) sizes.push_back(std::min(chunk, left));
       for (int64_t n : sizes) {
-        nn::DecoderInputs in;
+        models::StackInputs in;
         in.tokens = tokens.slice(1, pos, pos + n).contiguous();
         in.state = &state;
         Tensor logits = dec.forward(in).logits;
@@ -133,7 +134,7 @@ TEST(Incremental, CrossAttentionDecoderMatchesFullForward) {
   cfg.rel_pos_buckets = 16;
   cfg.max_rel_pos = 32;
   Generator gen(15);
-  nn::Decoder dec(cfg, gen, {nn::StackRole::encdec_decoder, 2, nullptr});
+  models::Decoder dec(cfg, gen, {nn::StackRole::encdec_decoder, 2, nullptr});
   randomise(dec, 16);
   dec.eval();
   NoGradGuard ng;
@@ -141,15 +142,15 @@ TEST(Incremental, CrossAttentionDecoderMatchesFullForward) {
   Tensor tokens = random_tokens(B, T, cfg.vocab_size, 17);
   Tensor enc = randn({B, 5, 32}, 18);
   Tensor enc_pad = Tensor::from_vector<uint8_t>({B, 5}, {0, 0, 0, 0, 0, 0, 0, 0, 1, 1});
-  nn::DecoderInputs full;
+  models::StackInputs full;
   full.tokens = tokens;
   full.encoder_out = enc;
   full.encoder_padding = enc_pad;
   Tensor ref = dec.forward(full).logits;
-  nn::IncrementalState state(dec, B, T);
+  models::IncrementalState state(dec, B, T);
   for (int64_t pos = 0; pos < T;) {
     const int64_t n = pos == 0 ? 3 : 1;
-    nn::DecoderInputs in = full;
+    models::StackInputs in = full;
     in.tokens = tokens.slice(1, pos, pos + n).contiguous();
     in.state = &state;
     EXPECT_TRUE(all_close(dec.forward(in).logits, ref.slice(1, pos, pos + n), 1e-4, 2e-5))
@@ -164,20 +165,20 @@ TEST(Incremental, CrossAttentionDecoderMatchesFullForward) {
 TEST(Incremental, CrossAttentionKeysAndValuesAreCachedOnce) {
   nn::DecoderConfig cfg = tiny_decoder();
   Generator gen(19);
-  nn::Decoder dec(cfg, gen, {nn::StackRole::encdec_decoder, 2, nullptr});
+  models::Decoder dec(cfg, gen, {nn::StackRole::encdec_decoder, 2, nullptr});
   randomise(dec, 20);
   dec.eval();
   NoGradGuard ng;
   const int64_t B = 2, T = 6;
   Tensor tokens = random_tokens(B, T, cfg.vocab_size, 21);
   Tensor enc = randn({B, 5, 32}, 22), other = randn({B, 5, 32}, 23);
-  nn::DecoderInputs full;
+  models::StackInputs full;
   full.tokens = tokens;
   full.encoder_out = enc;
   Tensor ref = dec.forward(full).logits;
-  nn::IncrementalState state(dec, B, T);
+  models::IncrementalState state(dec, B, T);
   for (int64_t pos = 0; pos < T; ++pos) {
-    nn::DecoderInputs in = full;
+    models::StackInputs in = full;
     in.tokens = tokens.slice(1, pos, pos + 1).contiguous();
     if (pos > 0) in.encoder_out = other;  // ignored: the cached projections of enc are used
     in.state = &state;
@@ -185,7 +186,7 @@ TEST(Incremental, CrossAttentionKeysAndValuesAreCachedOnce) {
         << "position " << pos;
   }
   state.reset();
-  nn::DecoderInputs again = full;
+  models::StackInputs again = full;
   again.encoder_out = other;
   Tensor ref_other = dec.forward(again).logits;
   again.tokens = tokens.slice(1, 0, 1).contiguous();
@@ -202,11 +203,11 @@ TEST(Incremental, CrossAttentionKeysAndValuesAreCachedOnce) {
 TEST(Incremental, CapacityAndReset) {
   nn::DecoderConfig cfg = tiny_decoder();
   Generator gen(1);
-  nn::Decoder dec(cfg, gen);
+  models::Decoder dec(cfg, gen);
   dec.eval();
   NoGradGuard ng;
-  nn::IncrementalState state(dec, 1, 4);
-  nn::DecoderInputs in;
+  models::IncrementalState state(dec, 1, 4);
+  models::StackInputs in;
   in.tokens = random_tokens(1, 3, cfg.vocab_size, 5);
   in.state = &state;
   Tensor first = dec.forward(in).logits;
@@ -257,7 +258,7 @@ TEST(Init, DeepNormDecoderDividesExactlyTheListedParameters) {
   nn::DecoderConfig plain = cfg;
   plain.deepnorm = false;  // Post-LN, same parameters and draws, no scaling
   Generator g1(5), g2(5);
-  nn::Decoder a(cfg, g1), b(plain, g2);
+  models::Decoder a(cfg, g1), b(plain, g2);
   std::set<std::string> names(a.scaled_parameter_names().begin(),
                               a.scaled_parameter_names().end());
   EXPECT_EQ(names, expected_scaled(a, false));
@@ -273,7 +274,7 @@ TEST(Init, SubLNMultiwayEncoderMultipliesExactlyTheListedParameters) {
   nn::EncoderConfig plain = cfg;
   plain.subln = false;  // Pre-LN without inner LNs: same draws for every shared name
   Generator g1(6), g2(6);
-  nn::Encoder a(cfg, g1), b(plain, g2);
+  models::Encoder a(cfg, g1), b(plain, g2);
   std::set<std::string> names(a.scaled_parameter_names().begin(),
                               a.scaled_parameter_names().end());
   EXPECT_EQ(names, expected_scaled(a, false));
@@ -287,7 +288,7 @@ TEST(Init, SubLNEncDecDecoderSkipsEncoderAttention) {
   nn::DecoderConfig cfg = tiny_decoder();
   nn::postprocess(cfg);
   Generator g(7);
-  nn::Decoder dec(cfg, g, {nn::StackRole::encdec_decoder, 3, nullptr});
+  models::Decoder dec(cfg, g, {nn::StackRole::encdec_decoder, 3, nullptr});
   std::set<std::string> names(dec.scaled_parameter_names().begin(),
                               dec.scaled_parameter_names().end());
   EXPECT_EQ(names, expected_scaled(dec, true));
@@ -299,10 +300,10 @@ TEST(Init, SubLNEncDecDecoderSkipsEncoderAttention) {
 TEST(Init, EmbeddingAndOutputProjectionStatistics) {
   nn::DecoderConfig cfg = tiny_decoder();
   cfg.vocab_size = 400;
-  cfg.decoder_embed_dim = 64;
-  cfg.decoder_attention_heads = 4;
+  cfg.embed_dim = 64;
+  cfg.attention_heads = 4;
   Generator g(8);
-  nn::Decoder dec(cfg, g);
+  models::Decoder dec(cfg, g);
   auto stats = [](const Tensor& t) {
     auto v = t.to_vector<double>();
     double s = 0, s2 = 0;
@@ -317,7 +318,7 @@ TEST(Init, EmbeddingAndOutputProjectionStatistics) {
 
   cfg.bert_init = true;
   Generator g2(8);
-  nn::Decoder bert(cfg, g2);
+  models::Decoder bert(cfg, g2);
   // bert_init N(0, 0.02), then SubLN's gamma = sqrt(ln 2M) on fc1.
   EXPECT_NEAR(stats(bert.layers[0]->ffn.only().fc1->weight).second,
               0.02 * std::sqrt(std::log(4.0)), 0.002);
@@ -341,7 +342,7 @@ TEST(Multiway, RoutesEqualTheSeparateExperts) {
   nn::EncoderLayer la(single, 0, g2), lb(single, 0, g2);
   // Load the A (resp. B) expert weights into plain layers: drop ".A" / ".B" from the names.
   auto expert_state = [&](const std::string& tag) {
-    nn::StateDict out;
+    TensorMap out;
     for (auto& [k, v] : mw.state_dict()) {
       std::string key = k;
       const size_t pos = key.find("." + tag + ".");
@@ -377,13 +378,13 @@ TEST(Multiway, RoutesEqualTheSeparateExperts) {
 
 TEST(Multiway, VLExpertTakesAllTokensInTopLayersOnly) {
   nn::EncoderConfig cfg = tiny_encoder();
-  cfg.encoder_layers = 3;
+  cfg.layers = 3;
   cfg.multiway = true;
   cfg.multiway_shared_attention = true;
   cfg.multiway_vl_layers = 1;
   nn::postprocess(cfg);
   Generator g(12);
-  nn::Encoder enc(cfg, g);
+  models::Encoder enc(cfg, g);
   auto sd = enc.state_dict();
   EXPECT_TRUE(sd.count("layers.2.ffn.C.fc1.weight"));
   EXPECT_TRUE(sd.count("layers.2.final_layer_norm.C.weight"));
@@ -393,14 +394,14 @@ TEST(Multiway, VLExpertTakesAllTokensInTopLayersOnly) {
   EXPECT_TRUE(sd.count("layers.0.ffn.A.fc1.weight"));
   EXPECT_TRUE(sd.count("layer_norm.B.weight"));
 
-  nn::EncoderLayer& top = *enc.layers[2];
+  nn::TransformerLayer& top = *enc.layers[2];
   randomise(top, 13);
   Tensor x = randn({1, 5, 32}, 2);
   NoGradGuard ng;
   auto ffn = [](nn::FeedForwardNetwork& f, const Tensor& t) { return f.forward(t); };
   EXPECT_TRUE(all_close(top.ffn.apply(x, {2, true}, ffn), top.ffn.expert(2).forward(x), 0, 0));
   // A lower layer splits by position even for VL input.
-  nn::EncoderLayer& low = *enc.layers[0];
+  nn::TransformerLayer& low = *enc.layers[0];
   Tensor y = low.ffn.apply(x, {2, true}, ffn);
   EXPECT_TRUE(all_close(y.slice(1, 0, 2), low.ffn.expert(0).forward(x.slice(1, 0, 2)), 0, 0));
   EXPECT_TRUE(all_close(y.slice(1, 2, 5), low.ffn.expert(1).forward(x.slice(1, 2, 5)), 0, 0));
@@ -410,7 +411,7 @@ TEST(Multiway, DecoderOnlyGetsUnusedAttentionCopies) {
   nn::DecoderConfig cfg = tiny_decoder();
   cfg.multiway = true;
   Generator g(14);
-  nn::Decoder dec(cfg, g);
+  models::Decoder dec(cfg, g);
   auto sd = dec.state_dict();
   EXPECT_TRUE(sd.count("layers.0.self_attn.q_proj.B.weight"));
   EXPECT_TRUE(sd.count("layers.0.self_attn.inner_attn_ln.B.weight"));
@@ -418,7 +419,7 @@ TEST(Multiway, DecoderOnlyGetsUnusedAttentionCopies) {
   EXPECT_TRUE(sd.count("layers.0.final_layer_norm.weight"));
   EXPECT_TRUE(sd.count("layer_norm.weight"));
   // B is unused: its gradient stays empty.
-  nn::DecoderInputs in;
+  models::StackInputs in;
   in.tokens = random_tokens(1, 4, cfg.vocab_size, 3);
   ops::sum(dec.forward(in).logits).backward();
   EXPECT_FALSE(dec.layers[0]->self_attn->q_proj.expert(1).weight.grad().defined());
@@ -468,9 +469,11 @@ TEST(GradCheck, EncoderLayerEveryForm) {
     std::vector<Tensor> inputs = {x, bias};
     for (auto& p : params_of(layer)) inputs.push_back(p);
     auto fn = [&](const std::vector<Tensor>& in) {
+      ops::AttentionMask mask;
+      mask.key_padding = key_padding;
+      mask.bias = in[1];
       nn::LayerInputs li;
-      li.key_padding = key_padding;
-      li.rel_bias = in[1];
+      li.self_mask = &mask;
       return layer.forward(in[0], li);
     };
     EXPECT_TRUE(gradcheck(fn, inputs, 1e-6, 1e-5, 1e-7)) << f.name;
@@ -491,9 +494,12 @@ TEST(GradCheck, DecoderLayerWithCrossAttentionEveryForm) {
     std::vector<Tensor> inputs = {x, enc};
     for (auto& p : params_of(layer)) inputs.push_back(p);
     auto fn = [&](const std::vector<Tensor>& in) {
+      ops::AttentionMask causal, cross;
+      causal.kind = ops::AttnMaskKind::causal;
       nn::LayerInputs li;
-      li.mask = ops::AttnMaskKind::causal;
+      li.self_mask = &causal;
       li.encoder_out = in[1];
+      li.cross_mask = &cross;
       return layer.forward(in[0], li);
     };
     EXPECT_TRUE(gradcheck(fn, inputs, 1e-6, 1e-5, 1e-7)) << f.name;
@@ -508,7 +514,7 @@ TEST(Docking, EqualsEmbeddingOverwriteAndRoutesGradients) {
   nn::DecoderConfig cfg = tiny_decoder();
   cfg.no_scale_embedding = false;  // docked rows are scaled too
   Generator g(40);
-  nn::Decoder dec(cfg, g);
+  models::Decoder dec(cfg, g);
   const int64_t B = 2, T = 5;
   Tensor tokens = random_tokens(B, T, cfg.vocab_size, 41);
   std::vector<uint8_t> m = {0, 1, 1, 0, 0, 0, 0, 0, 1, 0};
@@ -516,7 +522,7 @@ TEST(Docking, EqualsEmbeddingOverwriteAndRoutesGradients) {
   Tensor feats = randn({3, 32}, 42).set_requires_grad(true);
   Tensor w = randn({B, T, cfg.vocab_size}, 43);
 
-  nn::DecoderInputs in;
+  models::StackInputs in;
   in.tokens = tokens;
   in.dock_mask = mask;
   in.dock_features = feats;
@@ -535,7 +541,7 @@ TEST(Docking, EqualsEmbeddingOverwriteAndRoutesGradients) {
     copy_into(emb.slice(0, 1, 2).slice(1, 3, 4), feats.detach().slice(0, 2, 3).unsqueeze(0));
   }
   emb.set_requires_grad(true);
-  nn::DecoderInputs by_hand;
+  models::StackInputs by_hand;
   by_hand.token_embeddings = emb;
   Tensor y2 = dec.forward(by_hand).logits;
   EXPECT_TRUE(all_close(y, y2, 0, 0));
@@ -559,8 +565,8 @@ TEST(Docking, EqualsEmbeddingOverwriteAndRoutesGradients) {
 TEST(Docking, ArgumentErrors) {
   nn::DecoderConfig cfg = tiny_decoder();
   Generator g(44);
-  nn::Decoder dec(cfg, g);
-  nn::DecoderInputs in;
+  models::Decoder dec(cfg, g);
+  models::StackInputs in;
   in.tokens = random_tokens(1, 4, cfg.vocab_size, 45);
   in.dock_mask = Tensor::from_vector<uint8_t>({1, 4}, {0, 1, 1, 0});
   EXPECT_THROW(dec.forward(in), ValueError);  // mask without features
@@ -603,13 +609,13 @@ TEST(AttentionDropout, DecoderTrainsWithItReproducibly) {
   nn::DecoderConfig cfg = tiny_decoder();
   cfg.attention_dropout = 0.3;
   nn::postprocess(cfg);
-  auto logits = [](nn::Decoder& d) {
-    nn::DecoderInputs in;
+  auto logits = [](models::Decoder& d) {
+    models::StackInputs in;
     in.tokens = Tensor::from_vector<int64_t>({2, 6}, {1, 4, 9, 16, 25, 36, 2, 3, 5, 7, 11, 13});
     return d.forward(in).logits;
   };
   Generator g1(70), g2(70);
-  nn::Decoder a(cfg, g1), b(cfg, g2);
+  models::Decoder a(cfg, g1), b(cfg, g2);
   a.eval();
   const Tensor eval_out = logits(a);
   EXPECT_TRUE(all_close(logits(a), eval_out, 0, 0));  // eval: no dropout, nothing drawn
@@ -630,8 +636,8 @@ TEST(AttentionDropout, DecoderTrainsWithItReproducibly) {
 TEST(Errors, BadArguments) {
   nn::DecoderConfig cfg = tiny_decoder();
   Generator g(60);
-  nn::Decoder dec(cfg, g);
-  nn::DecoderInputs in;
+  models::Decoder dec(cfg, g);
+  models::StackInputs in;
   EXPECT_THROW(dec.forward(in), ValueError);  // no tokens
   in.tokens = random_tokens(1, 4, cfg.vocab_size, 1);
   in.encoder_out = randn({1, 2, 32}, 2);
@@ -642,17 +648,17 @@ TEST(Errors, BadArguments) {
   in.tokens = random_tokens(4, 1, cfg.vocab_size, 1).reshape({4});
   EXPECT_THROW(dec.forward(in), ShapeError);
 
-  nn::Decoder cross(cfg, g, {nn::StackRole::encdec_decoder, 2, nullptr});
-  nn::DecoderInputs cin;
+  models::Decoder cross(cfg, g, {nn::StackRole::encdec_decoder, 2, nullptr});
+  models::StackInputs cin;
   cin.tokens = random_tokens(1, 4, cfg.vocab_size, 1);
   EXPECT_THROW(cross.forward(cin), ValueError);  // encoder_out missing
-  EXPECT_THROW(nn::Decoder(cfg, g, {nn::StackRole::encoder_only, 0, nullptr}), ValueError);
+  EXPECT_THROW(models::Decoder(cfg, g, {nn::StackRole::encoder_only, 0, nullptr}), ValueError);
 
   nn::EncoderConfig ecfg = tiny_encoder();
-  nn::Encoder enc(ecfg, g);
-  nn::EncoderInputs ein;
+  models::Encoder enc(ecfg, g);
+  models::StackInputs ein;
   ein.tokens = random_tokens(2, 4, ecfg.vocab_size, 1);
-  ein.padding_mask = Tensor::zeros({2, 5}, DType::u8);
+  ein.padding = Tensor::zeros({2, 5}, DType::u8);
   EXPECT_THROW(enc.forward(ein), ShapeError);
   EXPECT_THROW(nn::EncoderLayer(ecfg, 2, g), ValueError);  // layer index out of range
 

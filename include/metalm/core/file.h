@@ -25,6 +25,15 @@ class FileDescriptor {
 
 // Reads exactly n bytes; a short read or an error throws IoError "[op] path: ...".
 void read_exact(int fd, void* dst, uint64_t n, const std::string& op, const std::string& path);
+// The same at an absolute offset (pread: the descriptor's position is not used or moved).
+void read_exact_at(int fd, void* dst, uint64_t n, uint64_t offset, const std::string& op,
+                   const std::string& path);
+
+// The whole of a regular file, refusing more than max_bytes (FormatError "[op] path: N bytes is
+// too large for <what> (limit M)"), so that a wrong path (a checkpoint, /dev/zero, a FIFO) is
+// never read whole into memory. IoError when it cannot be opened or is not a regular file.
+std::string read_file_bounded(const std::string& path, uint64_t max_bytes, const std::string& op,
+                              const std::string& what);
 
 // Writes `target` atomically: bytes go to "<target>.tmp.<pid>", commit() makes them durable and
 // renames over the target. Without commit() (an exception in between) the temporary is removed

@@ -10,6 +10,16 @@ namespace metalm {
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
+  // A generator for building a model whose weights are loaded next: uniform(), normal() and
+  // trunc_normal() return uninitialised tensors (no draws, no temporaries) but reserve exactly
+  // the counters a drawing generator would, so every seed derived from it (the dropout
+  // generators modules keep) equals that of a model built with Generator(seed).
+  static Generator no_draws(uint64_t seed) {
+    Generator g(seed);
+    g.draws_ = false;
+    return g;
+  }
+  bool draws() const { return draws_; }
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
   void set_state(uint64_t seed, uint64_t offset) { seed_ = seed; offset_ = offset; }
@@ -46,6 +56,7 @@ class Generator {
  private:
   uint64_t seed_ = 0;
   uint64_t offset_ = 0;
+  bool draws_ = true;
 };
 
 }  // namespace metalm

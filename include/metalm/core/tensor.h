@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -108,6 +109,9 @@ class Tensor {
  private:
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Tensors by name: state dicts, safetensors files, named parameter sets (one type for all).
+using TensorMap = std::map<std::string, Tensor>;
 
 // A view of `base`'s storage with new geometry and no autograd history.
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset);

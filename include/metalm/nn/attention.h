@@ -3,33 +3,13 @@
 // Names: "q_proj", "k_proj", "v_proj", "out_proj" (".A"/".B" with multiway), "inner_attn_ln",
 // "xpos".
 #pragma once
+#include "metalm/nn/kv_cache.h"
 #include "metalm/nn/layers.h"
 #include "metalm/nn/multiway.h"
 #include "metalm/nn/positions.h"
 #include "metalm/ops/attention.h"
 
 namespace metalm::nn {
-
-// One layer's cache of unrotated keys and values: storage [B, H, capacity, head_dim] allocated
-// once; append() copies new rows in place (never grows by concatenation). Inference only: no
-// gradient flows through it.
-class KVCache {
- public:
-  KVCache(int64_t batch, int64_t heads, int64_t capacity, int64_t head_dim,
-          DType dtype = DType::f32);
-  int64_t length() const { return length_; }
-  int64_t capacity() const { return capacity_; }
-  // k, v: [B, H, t, head_dim]; throws ValueError when length + t > capacity.
-  void append(const Tensor& k, const Tensor& v);
-  Tensor keys() const;    // [B, H, length, head_dim] view
-  Tensor values() const;  // [B, H, length, head_dim] view
-  void truncate(int64_t length);  // drop entries past `length` (BEiT-3 captioning's MASK slot)
-  void reset() { length_ = 0; }
-
- private:
-  Tensor k_, v_;
-  int64_t capacity_ = 0, length_ = 0;
-};
 
 struct MultiheadAttentionOptions {
   int64_t embed_dim = 0;
@@ -46,12 +26,11 @@ struct MultiheadAttentionOptions {
 
 // Everything that varies per call.
 struct AttentionInputs {
-  Route route;                                   // multiway expert routing
-  ops::AttnMaskKind mask = ops::AttnMaskKind::full;
-  int64_t prefix_len = 0;                        // for AttnMaskKind::prefix
-  Tensor key_padding;                            // u8 [B, Tk], 1 = pad
-  Tensor segment_ids;                            // i32 [B, Tk] for segment masks
-  Tensor rel_bias;                               // [1 or B, H, Tq, Tk] additive bias
+  Route route;  // multiway expert routing
+  // Which keys each query sees, with the relative bias (null: every key, no bias). Built once
+  // per call by the stack and shared by its layers; with a self-attention cache, its q_offset
+  // and key-side tensors cover the cached keys plus the new ones.
+  const ops::AttentionMask* mask = nullptr;
   // Self-attention: the incremental state (new keys/values are appended). Cross-attention: the
   // static keys/values of key_value: filled from it when empty, then used instead of it.
   KVCache* cache = nullptr;
@@ -65,8 +44,8 @@ class MultiheadAttention : public Module {
 
   // query: [B, Tq, d]; key_value: [B, Tk, kdim] for cross-attention, undefined for self-attention.
   // With a cache, the new keys/values are appended first and queries sit at positions
-  // cache_length_before .. + Tq - 1 (causal masks get q_offset accordingly). For
-  // cross-attention the cache holds key_value's projected keys/values (see AttentionInputs).
+  // cache_length_before .. + Tq - 1 (xPos rotates them from there; the mask's q_offset must say
+  // the same). For cross-attention the cache holds key_value's projected keys/values.
   Tensor forward(const Tensor& query, const Tensor& key_value, const AttentionInputs& in);
 
   MultiheadAttentionOptions options;

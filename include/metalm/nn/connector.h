@@ -11,6 +11,7 @@
 #include "metalm/core/random.h"
 #include "metalm/nn/attention.h"
 #include "metalm/nn/layers.h"
+#include "metalm/ops/activation.h"
 
 namespace metalm::nn {
 
@@ -50,10 +51,10 @@ class SimpleConnector : public Connector {
 // act by TorchScale name (default gelu with erf, the MetaLM FFN connector).
 class ComplexConnector : public Connector {
  public:
-  ComplexConnector(int64_t d_in, int64_t d_out, const std::string& activation, Generator& gen);
+  ComplexConnector(int64_t d_in, int64_t d_out, ops::Activation activation, Generator& gen);
   Tensor forward(const Tensor& x) override;  // [..., d_in] -> [..., d_out]
   std::string kind() const override { return "complex"; }
-  std::string activation;
+  ops::Activation activation;
   std::shared_ptr<Linear> dense, predict;
 };
 
@@ -77,7 +78,7 @@ class XConnector : public Connector {
 };
 
 struct ConnectorOptions {
-  std::string activation = "gelu";  // complex
+  ops::Activation activation = ops::Activation::gelu;  // complex
   int64_t latent_query_num = 64;    // xconnector (KOSMOS: --latent-query-num 64)
   int64_t num_heads = 0;            // xconnector; KOSMOS uses the LM's heads (32); must be > 0
   double attention_dropout = 0.0;   // xconnector (training with > 0 is not supported yet)

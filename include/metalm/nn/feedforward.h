@@ -5,13 +5,14 @@
 
 #include "metalm/core/random.h"
 #include "metalm/nn/layers.h"
+#include "metalm/ops/activation.h"
 
 namespace metalm::nn {
 
 struct FeedForwardOptions {
   int64_t embed_dim = 0;
   int64_t ffn_dim = 0;
-  std::string activation = "gelu";  // relu, gelu, gelu_tanh, quick_gelu, swish
+  ops::Activation activation = ops::Activation::gelu;
   double dropout = 0.0;
   double activation_dropout = 0.0;
   bool subln = false;

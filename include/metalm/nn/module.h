@@ -13,8 +13,6 @@
 
 namespace metalm::nn {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-using StateDict = std::map<std::string, Tensor>;
 
 class Module {
  public:
@@ -23,19 +21,21 @@ class Module {
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
-  // Every parameter (recursively), in registration order, with dotted names.
-  NamedTensors named_parameters() const;
-  std::vector<Tensor> parameters() const;
-  NamedTensors named_buffers() const;
+  // Every parameter (recursively) by dotted name.
+  TensorMap named_parameters() const;
+  std::vector<Tensor> parameters() const;  // in registration order
+  TensorMap named_buffers() const;
   // Parameters that currently require grad (not frozen).
   std::vector<Tensor> trainable_parameters() const;
   int64_t parameter_count(bool trainable_only = false) const;
 
   // Parameters and buffers by name (no copies: the tensors share storage with the module).
-  StateDict state_dict() const;
+  TensorMap state_dict() const;
   // Copies values into the existing tensors (dtype converted if needed). With strict, any
   // missing, unexpected or mis-shaped key fails with a ValueError that lists all of them.
-  void load_state_dict(const StateDict& state, bool strict = true);
+  void load_state_dict(const TensorMap& state, bool strict = true);
+  // Bytes held by parameters and buffers.
+  int64_t state_bytes() const;
 
   // Freezes (requires_grad = false) the parameters whose dotted name matches the glob pattern
   // ('*' matches any run of characters, '?' one character); returns how many matched.
@@ -73,13 +73,21 @@ class Module {
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> module);
   void check_name(const std::string& name) const;
-  void collect(const std::string& prefix, NamedTensors* params, NamedTensors* buffers) const;
+  using Named = std::vector<std::pair<std::string, Tensor>>;
+  void collect(const std::string& prefix, Named* params, Named* buffers) const;
 
-  NamedTensors params_;
-  NamedTensors buffers_;
+  Named params_;
+  Named buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
+
+// The strict state-dict check, shared by load_state_dict and the direct loader: compares a
+// model's state (name -> tensor) with what a source offers (name -> shape). Returns "" when they
+// fit, else " mis-shaped: a (checkpoint [2], model [3]); missing: b; unexpected: c" (missing and
+// unexpected only when strict).
+std::string state_mismatch(const TensorMap& model, const std::map<std::string, Shape>& given,
+                           bool strict);
 
 // '*' and '?' glob match over a whole string.
 bool glob_match(const std::string& pattern, const std::string& text);

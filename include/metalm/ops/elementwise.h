@@ -3,6 +3,7 @@
 // reference. Activations follow PyTorch exactly: gelu = x * Phi(x) with erf; gelu_tanh the tanh
 // approximation; quick_gelu = x * sigmoid(1.702 x); silu = x * sigmoid(x).
 #pragma once
+#include "metalm/ops/activation.h"
 #include "metalm/core/tensor.h"
 
 namespace metalm::ops {
@@ -30,8 +31,8 @@ Tensor gelu_tanh(const Tensor& x);  // tanh approximation
 Tensor quick_gelu(const Tensor& x);
 Tensor silu(const Tensor& x);
 
-// Activation by TorchScale name: "relu", "gelu", "gelu_tanh", "quick_gelu", "swish"/"silu".
-Tensor activation(const Tensor& x, const std::string& name);
+// One of the activations above (ops/activation.h); none is the identity.
+Tensor activation(const Tensor& x, Activation activation);
 
 }  // namespace metalm::ops
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "metalm/core/tensor.h"
+#include "metalm/ops/activation.h"
 
 namespace metalm::ops {
 
@@ -20,20 +21,20 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& weights,
                             const std::vector<Tensor>& biases);
 
-// activation(linear(x, w, b)) for an activation name of ops::activation(). Under
+// activation(linear(x, w, b)). Under
 // MatmulPrecision::bf16, for f32 inputs of which none needs a gradient (inference), the
 // activation runs inside the GEMM as a oneDNN post-op: one pass over the output instead of two.
 // oneDNN's activations are polynomial approximations accurate to about 1e-6 relative, well
 // inside the error the bf16 operands already bring; with f32 precision, or when gradients are
 // needed, this is exactly the two ops.
 Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
-                         const std::string& activation);
+                         Activation activation);
 
 // linear(activation(linear(x, w1, b1)), w2, b2): a feed-forward block without anything between
 // the two layers. Fused like linear_activation() under bf16 inference, and the hidden layer
 // (activation output) leaves the first GEMM as bf16 and feeds the second one directly: the
 // [rows, hidden] f32 tensor is never written. Otherwise exactly the three ops.
-Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const std::string& activation,
+Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, Activation activation,
            const Tensor& w2, const Tensor& b2);
 
 // Plain C = alpha * op(A) op(B) + beta * C on row-major f32 buffers through oneDNN.
@@ -44,48 +45,66 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 // Plain C = op(A) op(B) + beta * C (+ bias[n] on every row, if given) with bf16 operands and f32
 // accumulation and output, through oneDNN's matmul primitive (AVX512-BF16 brgemm kernels).
 // beta is 0 or 1. Row-major buffers; lda/ldb are the row strides of the stored matrices.
-// An elementwise function applied to each output element as it leaves the GEMM (a oneDNN
-// eltwise post-op, after beta and bias): relu, gelu (erf form), gelu_tanh, silu, quick_gelu.
-enum class GemmActivation { none, relu, gelu, gelu_tanh, silu, quick_gelu };
+// `activation` is applied to each output element as it leaves the GEMM (a oneDNN eltwise
+// post-op, after beta and bias).
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
-               const float* bias = nullptr, GemmActivation activation = GemmActivation::none);
+               const float* bias = nullptr, Activation activation = Activation::none);
 // The same with C = op(A) op(B) (+ bias, activation) written as bf16 (rounded to nearest even
 // from the f32 accumulator): a GEMM whose output only feeds another bf16 GEMM.
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, bf16* c, int64_t ldc,
-               const float* bias = nullptr, GemmActivation activation = GemmActivation::none);
+               const float* bias = nullptr, Activation activation = Activation::none);
 
-// Precision of the GEMMs inside linear() for f32 tensors, process-wide, like PyTorch's
+// ---- compute settings ----
+//
+// Precision of the GEMMs inside linear() for f32 tensors, like PyTorch's
 // torch.set_float32_matmul_precision. f32 (the default): exact sgemm. bf16: the operands of the
 // forward and of both backward GEMMs are rounded to bf16 (8-bit mantissa, relative error up to
-// 2^-9 per operand) and the products accumulate in f32; about 2x faster on AVX512-BF16 CPUs.
-// Parameters, activations and gradients stay f32. Never switched on silently: the CLI's
-// --matmul-precision and this call are the only ways in. A linear() records the precision it
-// ran with, so its backward uses the same one. Also read by attention() (bf16 products in
+// 2^-9 per operand) and the products accumulate in f32; about 2x faster on CPUs with fast
+// AVX512-BF16 (Zen 4/5), slower on some Intel parts where vdpbf16ps runs at half the f32 FMA
+// rate. Parameters, activations and gradients stay f32. A linear() records the precision it ran
+// with, so its backward uses the same one. Also read by attention() (bf16 products in
 // inference, see attention.h), linear_activation() and mlp() (fused inference forms).
 enum class MatmulPrecision { f32, bf16 };
-void set_matmul_precision(MatmulPrecision precision);
-MatmulPrecision matmul_precision();
 const char* matmul_precision_name(MatmulPrecision precision);  // "f32", "bf16"
 // Parses "f32" / "bf16"; throws ValueError naming the text otherwise.
 MatmulPrecision parse_matmul_precision(const std::string& text);
 
-// Sets the precision for a scope and restores the previous one.
-class MatmulPrecisionGuard {
+// The settings the ops read. They belong to the calling thread and change only inside a
+// ComputeGuard's scope, so two models at different precisions can run in one process (one per
+// thread, or one after the other): nothing is process-wide. Never switched on silently: a model's
+// own setting (models::Model::compute), the CLI's --matmul-precision and the guards are the only
+// ways in. Read when an op is called, on the calling thread (never inside a parallel region).
+struct ComputeMode {
+  MatmulPrecision precision = MatmulPrecision::f32;
+  // Route every op with a fast path to its plain reference implementation (tests).
+  bool reference = false;
+};
+ComputeMode compute_mode();  // this thread's
+inline MatmulPrecision matmul_precision() { return compute_mode().precision; }
+inline bool use_reference() { return compute_mode().reference; }
+
+// Sets this thread's compute mode for a scope and restores the previous one.
+class ComputeGuard {
  public:
-  explicit MatmulPrecisionGuard(MatmulPrecision precision)
-      : saved_(matmul_precision()) { set_matmul_precision(precision); }
-  ~MatmulPrecisionGuard() { set_matmul_precision(saved_); }
-  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
-  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
+  explicit ComputeGuard(const ComputeMode& mode);
+  ~ComputeGuard();
+  ComputeGuard(const ComputeGuard&) = delete;
+  ComputeGuard& operator=(const ComputeGuard&) = delete;
 
  private:
-  MatmulPrecision saved_;
+  ComputeMode saved_;
 };
-
-// Route every op with a fast path to its plain reference implementation (tests, --use-ref).
-void set_use_reference(bool on);
-bool use_reference();
+// The same for one of the two settings.
+class MatmulPrecisionGuard : public ComputeGuard {
+ public:
+  explicit MatmulPrecisionGuard(MatmulPrecision precision)
+      : ComputeGuard({precision, use_reference()}) {}
+};
+class ReferenceGuard : public ComputeGuard {
+ public:
+  explicit ReferenceGuard(bool on = true) : ComputeGuard({matmul_precision(), on}) {}
+};
 
 }  // namespace metalm::ops

@@ -9,8 +9,6 @@
 
 namespace metalm::train {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
 struct ParamGroup {
   std::vector<Tensor> params;  // f32 or f64 leaves that require grad
   double weight_decay = 0.0;
@@ -19,7 +17,7 @@ struct ParamGroup {
 
 // Two groups: weight_decay for matrices, none for 1-D parameters (norm weights, biases) and for
 // names matching any of `no_decay_substrings` (e.g. "embed_positions").
-std::vector<ParamGroup> make_param_groups(const NamedTensors& params, double weight_decay,
+std::vector<ParamGroup> make_param_groups(const TensorMap& params, double weight_decay,
                                           const std::vector<std::string>& no_decay_substrings = {});
 
 class Optimizer {

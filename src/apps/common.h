@@ -1,0 +1,40 @@
+// What every metalm subcommand shares: --threads, --seed, --matmul-precision, and the shape of a
+// command (it adds itself to the parser and returns the function that runs it).
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "metalm/ops/matmul.h"
+
+namespace metalm::apps {
+
+struct CommonOptions {
+  int threads = -1;  // -1: METALM_NUM_THREADS or all cores
+  uint64_t seed = 1;
+  std::string precision = "f32";
+};
+
+// --threads and --seed.
+void add_common(CLI::App* cmd, CommonOptions& o);
+// --matmul-precision (commands that compute).
+void add_precision(CLI::App* cmd, CommonOptions& o);
+// The compute mode the options ask for.
+ops::ComputeMode compute_mode(const CommonOptions& o);
+
+// A subcommand: add(app) registers it and its options; the returned function runs it (after
+// parsing, with the thread count already set) and returns the exit code.
+using Runner = std::function<int()>;
+struct Command {
+  CLI::App* app;
+  CommonOptions* common;
+  Runner run;
+};
+
+Command add_init_command(CLI::App& app);
+Command add_forward_command(CLI::App& app);
+Command add_info_command(CLI::App& app);
+Command add_toy_lm_command(CLI::App& app);
+
+}  // namespace metalm::apps

@@ -91,6 +91,22 @@ Tensor Generator::trunc_normal(const Shape& shape, double std, DType dtype) {
   });
 }
 
+void Generator::fill_normal(const Tensor& t, double mean, double std) {
+  if (!draws_) {
+    reserve(2 * static_cast<uint64_t>(t.numel()));
+    return;
+  }
+  copy_into(t, normal(t.shape(), mean, std, t.dtype()));
+}
+
+void Generator::fill_uniform(const Tensor& t, double low, double high) {
+  if (!draws_) {
+    reserve(static_cast<uint64_t>(t.numel()));
+    return;
+  }
+  copy_into(t, uniform(t.shape(), low, high, t.dtype()));
+}
+
 int64_t Generator::randint(int64_t low, int64_t high) {
   MLM_CHECK(high > low, ValueError, "[randint] empty range [", low, ", ", high, ")");
   // Unsigned arithmetic: high - low overflows int64 for spans above 2^63 - 1.

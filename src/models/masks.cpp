@@ -38,6 +38,20 @@ void check_layout(const StackInputs& in, int64_t B, int64_t T) {
             "its own row for a prefix)");
 }
 
+Tensor positions_after_padding(const Tensor& padding) {
+  MLM_CHECK(padding.defined() && padding.dim() == 2 && padding.dtype() == DType::u8, ValueError,
+            "[positions_after_padding] padding must be u8 [B, T], got ",
+            padding.defined() ? padding.str() : std::string("undefined"));
+  const int64_t B = padding.size(0), T = padding.size(1);
+  const std::vector<uint8_t> pad = padding.to_vector<uint8_t>();
+  std::vector<int64_t> pos(pad.size());
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < T; ++t) pos[b * T + t] = pad[b * T + t] ? 0 : n++;
+  }
+  return Tensor::from_vector<int64_t>({B, T}, pos);
+}
+
 Tensor as_segments(const Tensor& segment_ids) {
   if (!segment_ids.defined()) return Tensor();
   return segment_ids.dtype() == DType::i32 ? segment_ids : segment_ids.to(DType::i32);

@@ -43,7 +43,7 @@ void check_tied_duplicate(const io::SafetensorsReader& reader, const io::TensorI
             ": tied model: output_projection.weight ", shape_str(dup.shape),
             " differs from embed_tokens.weight ", embed.str());
   const int64_t rows = embed.size(0), width = embed.size(1);
-  const int64_t block = std::max<int64_t>(1, (1 << 20) / std::max<int64_t>(width, 1));
+  const int64_t block = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(width, 1));  // 64 KiB
   for (int64_t r = 0; r < rows; r += block) {
     const int64_t n = std::min(block, rows - r);
     Tensor got = Tensor::empty({n, width}, embed.dtype());

@@ -71,15 +71,11 @@ double linspace_f32(double rate, int64_t layers, int64_t layer) {
 }
 
 void init_normal(const Tensor& t, Generator& gen, double mean, double std) {
-  NoGradGuard ng;
-  Tensor v = gen.normal(t.shape(), mean, std, t.dtype());
-  if (gen.draws()) copy_into(t.detach(), v);
+  gen.fill_normal(t.detach(), mean, std);
 }
 
 void init_uniform(const Tensor& t, Generator& gen, double low, double high) {
-  NoGradGuard ng;
-  Tensor v = gen.uniform(t.shape(), low, high, t.dtype());
-  if (gen.draws()) copy_into(t.detach(), v);
+  gen.fill_uniform(t.detach(), low, high);
 }
 
 void init_zeros(const Tensor& t, Generator& gen) {

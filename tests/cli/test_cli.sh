@@ -71,7 +71,9 @@ METALM_NUM_THREADS=abc "$bin" info "$m" >/dev/null 2>"$work/err"; rc=$?
   >/dev/null && ok || bad "forward --matmul-precision bf16"
 expect_error "bad matmul precision" "matmul-precision" "$bin" forward --model "$m" --tokens "$work/tok.json" \
   --out "$work/o" --matmul-precision fp16
-expect_error "toy-lm missing data" "cannot open data file" "$bin" toy-lm --data "$work/none.txt" --steps 1
+expect_error "toy-lm missing data" "cannot open data file" "$bin" toy-lm --config "$configs/toy-byte-lm.json" \
+  --data "$work/none.txt" --steps 1
+expect_error "toy-lm missing config" "cannot open" "$bin" toy-lm --config "$work/none.json" --steps 1
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -52,6 +52,10 @@ class Generator {
   // Normal truncated to [mean - 2 std, mean + 2 std] by redrawing (as timm's trunc_normal_).
   Tensor trunc_normal(const Shape& shape, double std, DType dtype = DType::f32);
   int64_t randint(int64_t low, int64_t high);  // in [low, high)
+  // normal() / uniform() written into t (any float dtype, contiguous) with the same values and
+  // counters; a no_draws generator only reserves the counters (nothing is allocated).
+  void fill_normal(const Tensor& t, double mean = 0.0, double std = 1.0);
+  void fill_uniform(const Tensor& t, double low = 0.0, double high = 1.0);
 
  private:
   uint64_t seed_ = 0;

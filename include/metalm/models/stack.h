@@ -181,6 +181,11 @@ class Decoder : public Stack {
   nn::DecoderConfig config;
 };
 
+// Positions that skip padding: for padding u8 [B, T], each token's count of non-padding tokens
+// before it in its row (i64 [B, T]; padding itself gets 0). What a left-padded batch passes as
+// StackInputs::positions so that each row's tokens sit where they would alone.
+Tensor positions_after_padding(const Tensor& padding);
+
 // TorchScale state dicts of a tied model carry the projection twice ("output_projection.weight"
 // next to "embed_tokens.weight"). Returns `state` without that duplicate when `tied` (after
 // checking the two tensors are equal), else `state` unchanged.

@@ -1,6 +1,7 @@
 // Peak kernels: independent accumulator chains, enough of them that the FMA (or dot-product)
 // latency is hidden behind the issue rate (latency 4-6 cycles x 2 pipes on current x86 cores
-// needs at least 12 in flight; 16 leaves headroom and still fits the 32 zmm registers).
+// needs at least 8-12 in flight), and few enough to stay in registers: 16 of the 32 zmm; 12 of
+// the 16 ymm without AVX-512 (16 chains there spill: half the rate on an AMD EPYC host).
 #include "metalm/core/cpu_peak.h"
 
 #include <immintrin.h>
@@ -16,11 +17,9 @@
 namespace metalm {
 namespace {
 
-constexpr int kChains = 16;
-
 #if defined(__AVX512F__)
 using F32Vec = __m512;
-constexpr int kF32Lanes = 16;
+constexpr int kF32Lanes = 16, kF32Chains = 16;
 constexpr const char* kF32Isa = "avx512f";
 inline F32Vec f32_set(float v) { return _mm512_set1_ps(v); }
 inline F32Vec f32_fma(F32Vec a, F32Vec b, F32Vec c) { return _mm512_fmadd_ps(a, b, c); }
@@ -33,7 +32,7 @@ inline float f32_sum(F32Vec v) {  // not _mm512_reduce_add_ps: g++ 12 warns insi
 }
 #elif defined(__FMA__)
 using F32Vec = __m256;
-constexpr int kF32Lanes = 8;
+constexpr int kF32Lanes = 8, kF32Chains = 12;
 constexpr const char* kF32Isa = "fma";
 inline F32Vec f32_set(float v) { return _mm256_set1_ps(v); }
 inline F32Vec f32_fma(F32Vec a, F32Vec b, F32Vec c) { return _mm256_fmadd_ps(a, b, c); }
@@ -45,9 +44,11 @@ inline float f32_sum(F32Vec v) {
   return s;
 }
 #else
+// Plain C++: the compiler may still vectorize across the chains (SSE on x86-64); either way
+// each chain counts as one lane of multiply-adds, so the count stays right.
 using F32Vec = float;
-constexpr int kF32Lanes = 1;
-constexpr const char* kF32Isa = "scalar";
+constexpr int kF32Lanes = 1, kF32Chains = 16;
+constexpr const char* kF32Isa = "generic";
 inline F32Vec f32_set(float v) { return v; }
 inline F32Vec f32_fma(F32Vec a, F32Vec b, F32Vec c) { return a * b + c; }
 inline float f32_sum(F32Vec v) { return v; }
@@ -57,7 +58,7 @@ inline float f32_sum(F32Vec v) { return v; }
 // in any trial length. Returns the sum of the chains so the work cannot be dropped.
 float f32_kernel(int64_t iterations) {
   const F32Vec x = f32_set(1e-3f);
-  F32Vec acc[kChains];
+  F32Vec acc[kF32Chains];
   for (auto& a : acc) a = f32_set(0.5f);
   for (int64_t i = 0; i < iterations; ++i)
     for (auto& a : acc) a = f32_fma(x, x, a);
@@ -65,13 +66,15 @@ float f32_kernel(int64_t iterations) {
   for (auto& a : acc) s += f32_sum(a);
   return s;
 }
-constexpr double kF32FlopsPerIteration = 2.0 * kChains * kF32Lanes;
+constexpr double kF32FlopsPerIteration = 2.0 * kF32Chains * kF32Lanes;
 
 #if defined(__AVX512BF16__)
+constexpr int kBf16Chains = 16;
+
 // acc += x0 * x0 + x1 * x1 per lane (vdpbf16ps), as above.
 float bf16_kernel(int64_t iterations) {
   const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(1e-3f));
-  __m512 acc[kChains];
+  __m512 acc[kBf16Chains];
   for (auto& a : acc) a = _mm512_set1_ps(0.5f);
   for (int64_t i = 0; i < iterations; ++i)
     for (auto& a : acc) a = _mm512_dpbf16_ps(a, x, x);
@@ -79,7 +82,7 @@ float bf16_kernel(int64_t iterations) {
   for (auto& a : acc) s += f32_sum(a);
   return s;
 }
-constexpr double kBf16FlopsPerIteration = 2.0 * 32 * kChains;  // 32 products per zmm
+constexpr double kBf16FlopsPerIteration = 2.0 * 32 * kBf16Chains;  // 32 products per zmm
 #endif
 
 struct Run {
@@ -137,8 +140,8 @@ CpuPeaks measure_cpu_peaks(int threads, double seconds_per_trial, int trials) {
   if (threads <= 0) threads = get_num_threads();
   CpuPeaks p;
   p.f32_isa = kF32Isa;
-  p.f32_gflops =
-      best_gflops(f32_kernel, kF32FlopsPerIteration, threads, seconds_per_trial, trials, &p.threads);
+  p.f32_gflops = best_gflops(f32_kernel, kF32FlopsPerIteration, threads, seconds_per_trial,
+                             trials, &p.threads);
 #if defined(__AVX512BF16__)
   p.bf16_gflops = best_gflops(bf16_kernel, kBf16FlopsPerIteration, threads, seconds_per_trial,
                               trials, &p.threads);

@@ -9,7 +9,7 @@ struct CpuPeaks {
   double f32_gflops = 0;     // vfmadd231ps on the widest vectors compiled in (zmm with AVX-512)
   double bf16_gflops = 0;    // vdpbf16ps zmm; 0 when not compiled for AVX512-BF16
   int threads = 0;           // threads that ran the kernels
-  const char* f32_isa = "";  // "avx512f", "fma" or "scalar": what f32_gflops measured
+  const char* f32_isa = "";  // "avx512f", "fma" or "generic": what f32_gflops measured
 };
 
 // Best of `trials` runs of about seconds_per_trial each, per kernel. threads <= 0: the pool's

@@ -103,7 +103,12 @@ def main():
     if not ok:
         sys.exit("torch_setting: every OPENBLAS_CORETYPE candidate failed: "
                  + "; ".join(str(c["error"]) for c in candidates))
-    best = max(ok, key=lambda c: c["score_gflops"])
+    # Candidates that run the same kernel (unset and Cooperlake on Zen; SapphireRapids falls back
+    # to Cooperlake in 0.3.21) differ only by noise: the fastest candidate's kernel wins, named by
+    # its first candidate in CANDIDATES order, so unset wins whenever auto-detection picks it.
+    fastest = max(ok, key=lambda c: c["score_gflops"])
+    first = next(c for c in ok if c["openblas_corename"] == fastest["openblas_corename"])
+    best = dict(fastest, OPENBLAS_CORETYPE=first["OPENBLAS_CORETYPE"])
     found = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                             "OMP_WAIT_POLICY")}
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))

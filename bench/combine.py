@@ -2,9 +2,11 @@
 """Joins metalm and baseline JSON lines by case name into the bench/run report lines.
 
 Usage: combine.py HOST.jsonl SETTING.json METALM.jsonl BASELINE.jsonl
-HOST: metalm_bench_host's lines (host_peak, precision_auto); SETTING: torch_setting.py's line.
-Printed first: host_peak (with lscpu's model name), precision_auto, baseline_setting; then one
-line per case. Every line carries "baseline_setting" (core type, OpenBLAS kernel, probe GFLOP/s).
+HOST: metalm_bench_host's lines (host_peak, precision_auto) from the start and the end of the
+run; SETTING: torch_setting.py's line. Printed first: host_peak (the higher of the two
+measurements of each peak, both listed, "disturbed" if they differ by over 10%, and lscpu's
+model name), precision_auto (both decisions), baseline_setting; then one line per case. Every
+line carries "baseline_setting" (core type, OpenBLAS kernel, probe GFLOP/s).
 
 Model cases come in rounds (several lines per name and side). Their "metalm" and "baseline" are
 the medians over rounds, "*_range" the [min, max]; "ratio" is the ratio of the medians and
@@ -95,7 +97,14 @@ def main():
         setting_line = json.loads(f.read())
     setting = {k: setting_line[k] for k in ("OPENBLAS_CORETYPE", "openblas_corename",
                                             "sgemm_gflops", "bmm_gflops")}
-    peaks = host["host_peak"][0]
+    runs = host["host_peak"]
+    peaks = dict(runs[0])
+    for key in ("f32_gflops", "bf16_gflops"):
+        peaks[key] = max(r[key] for r in runs)
+        peaks[key + "_runs"] = [round(r[key], 1) for r in runs]
+    # Both runs measure the same hardware: a gap means other work shared the cores at one of them.
+    peaks["disturbed"] = any(min(peaks[k + "_runs"]) < 0.9 * peaks[k]
+                             for k in ("f32_gflops", "bf16_gflops"))
     peaks["cpu_model"] = cpu_model()
 
     def peak_of(precision):
@@ -106,10 +115,11 @@ def main():
         print(json.dumps(row))
 
     emit(dict(peaks))
-    auto = dict(host["precision_auto"][0])
-    auto["note"] = ("auto rows are not run: bench_models --precision auto runs exactly the rows "
-                    "of the precision chosen")
-    emit(auto)
+    for when, auto in zip(("start", "end"), host["precision_auto"]):
+        auto = dict(auto, when=when)
+        auto["note"] = ("auto rows are not run: bench_models --precision auto runs exactly the "
+                        "rows of the precision chosen")
+        emit(auto)
     print(json.dumps(setting_line))
     for name, runs in ours.items():
         m = runs[0]

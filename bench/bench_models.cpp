@@ -1,9 +1,10 @@
 // Model-level benchmarks for bench/run: a GPT-style decoder training step (forward, cross
 // entropy, backward, AdamW) and a BERT-style encoder forward, at the shapes of baselines.md.
 // --precision bf16 runs the cases with bf16 GEMMs (ops::MatmulPrecision; names get the suffix
-// _bf16). Prints one JSON line per case: median seconds per step, tokens per step, model FLOPs
-// (matmul only, training = 3x forward, as baselines.md counts them), and peak memory (see
-// time_and_report).
+// _bf16); --precision auto with what ops::choose_matmul_precision picks on this host (suffix
+// _auto, the choice and its reason in the JSON). Prints one JSON line per case: median seconds
+// per step, tokens per step, model FLOPs (matmul only, training = 3x forward, as baselines.md
+// counts them), and peak memory (see time_and_report).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -15,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/allocator.h"
 #include "metalm/core/threads.h"
@@ -22,6 +25,7 @@
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/loss.h"
 #include "metalm/ops/matmul.h"
+#include "metalm/ops/precision_auto.h"
 #include "metalm/train/optim.h"
 
 using namespace metalm;
@@ -66,8 +70,10 @@ size_t max_rss_bytes() {
 // as bench/torch_models.py: peak RSS during warm-up and timed steps minus the RSS after the model
 // and inputs were built (activations, gradients, optimizer state, workspace), and the allocator's
 // own peak of live tensor bytes over the timed steps.
+// `extra` is appended to the JSON object as it is (empty, or `, "key": value...`).
 template <typename Step>
-void time_and_report(const std::string& name, const Step& step, int steps, double flops_per_step) {
+void time_and_report(const std::string& name, const Step& step, int steps, double flops_per_step,
+                     const std::string& extra) {
   const size_t rss_before = current_rss_bytes();
   step();  // warm up
   memory_reset_peak();
@@ -84,20 +90,15 @@ void time_and_report(const std::string& name, const Step& step, int steps, doubl
   std::sort(times.begin(), times.end());
   std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"tokens\": %lld, \"flops\": %.6e, "
               "\"peak_bytes\": %zu, \"tensor_peak_bytes\": %zu, \"precision\": \"%s\", "
-              "\"threads\": %d}\n",
+              "\"threads\": %d%s}\n",
               name.c_str(), times[times.size() / 2], static_cast<long long>(kBatch * kSeq),
               flops_per_step, rss_growth, tensor_peak,
-              ops::matmul_precision_name(ops::matmul_precision()), get_num_threads());
+              ops::matmul_precision_name(ops::matmul_precision()), get_num_threads(),
+              extra.c_str());
   std::fflush(stdout);
 }
 
-// Case name with the precision suffix bench/combine.py and torch_models.py agree on.
-std::string case_name(const char* base) {
-  return ops::matmul_precision() == ops::MatmulPrecision::bf16 ? std::string(base) + "_bf16"
-                                                               : std::string(base);
-}
-
-void bench_gpt_train(const char* name, int steps) {
+void bench_gpt_train(const std::string& name, int steps, const std::string& extra) {
   nn::DecoderConfig cfg;
   cfg.embed_dim = kDim;
   cfg.attention_heads = kHeads;
@@ -120,11 +121,10 @@ void bench_gpt_train(const char* name, int steps) {
     opt.step();
     opt.zero_grad();
   };
-  time_and_report(case_name(name), step, steps,
-                  3.0 * forward_flops_per_token(true) * kBatch * kSeq);
+  time_and_report(name, step, steps, 3.0 * forward_flops_per_token(true) * kBatch * kSeq, extra);
 }
 
-void bench_bert_forward(const char* name, int steps) {
+void bench_bert_forward(const std::string& name, int steps, const std::string& extra) {
   nn::EncoderConfig cfg;
   cfg.embed_dim = kDim;
   cfg.attention_heads = kHeads;
@@ -145,36 +145,50 @@ void bench_bert_forward(const char* name, int steps) {
     in.features_only = true;
     return model.forward(in).features;
   };
-  time_and_report(case_name(name), step, steps,
-                  forward_flops_per_token(false) * kBatch * kSeq);
+  time_and_report(name, step, steps, forward_flops_per_token(false) * kBatch * kSeq, extra);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   int steps = 10;
-  std::string filter;
-  ops::MatmulPrecision precision = ops::MatmulPrecision::f32;
+  std::string filter, precision = "f32";
   try {
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
       else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
-      else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
-        precision = ops::parse_matmul_precision(argv[++i]);
+      else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
       else throw ValueError(std::string("unknown argument '") + argv[i] + "'");
     }
+    if (precision != "auto") ops::parse_matmul_precision(precision);
   } catch (const Error& e) {
-    std::fprintf(stderr, "%s\nusage: %s [--steps N] [--filter SUBSTRING] [--precision f32|bf16]\n",
+    std::fprintf(stderr,
+                 "%s\nusage: %s [--steps N] [--filter SUBSTRING] [--precision f32|bf16|auto]\n",
                  e.what(), argv[0]);
     return 2;
   }
   init_threads_from_env();
   // One precision per process, so each case's RSS growth is its own (bench/run runs both).
-  const ops::MatmulPrecisionGuard guard(precision);
-  const std::pair<const char*, void (*)(const char*, int)> cases[] = {
+  // Case names carry the suffix bench/combine.py and torch_models.py agree on.
+  const std::string suffix = precision == "f32" ? "" : "_" + precision;
+  std::string extra;
+  ops::MatmulPrecision chosen = ops::MatmulPrecision::f32;
+  if (precision == "auto") {
+    const ops::PrecisionChoice c = ops::choose_matmul_precision(get_num_threads());
+    chosen = c.precision;
+    const nlohmann::ordered_json why = {
+        {"f32_gflops", c.f32_gflops}, {"bf16_gflops", c.bf16_gflops}, {"reason", c.reason}};
+    extra = ", \"precision_auto\": " + why.dump();
+  } else {
+    chosen = ops::parse_matmul_precision(precision);
+  }
+  const ops::MatmulPrecisionGuard guard(chosen);  // one precision per process
+  const std::pair<const char*, void (*)(const std::string&, int, const std::string&)> cases[] = {
       {"gpt_train_step_6L_d384_B8xT256", bench_gpt_train},
       {"bert_encoder_forward_6L_d384_B8xT256", bench_bert_forward}};
-  for (const auto& [base, run] : cases)
-    if (filter.empty() || case_name(base).find(filter) != std::string::npos) run(base, steps);
+  for (const auto& [base, run] : cases) {
+    const std::string name = base + suffix;
+    if (filter.empty() || name.find(filter) != std::string::npos) run(name, steps, extra);
+  }
   return 0;
 }

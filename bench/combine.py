@@ -1,65 +1,148 @@
 #!/usr/bin/env python3
-"""Joins metalm and baseline JSON lines by case name into the bench/run report lines."""
-import json
-import sys
+"""Joins metalm and baseline JSON lines by case name into the bench/run report lines.
 
-PEAK_GFLOPS_2T = 509.0  # measured fp32 FMA peak, 2 cores (../shared/baselines.md)
-# measured bf16 dot-product peak (vdpbf16ps), 2 cores: the limit of cases run with bf16 GEMMs
-PEAK_GFLOPS_2T_BF16 = 1017.0
+Usage: combine.py HOST.jsonl SETTING.json METALM.jsonl BASELINE.jsonl
+HOST: metalm_bench_host's lines (host_peak, precision_auto) from the start and the end of the
+run; SETTING: torch_setting.py's line. Printed first: host_peak (the higher of the two
+measurements of each peak, both listed, "disturbed" if they differ by over 10%, and lscpu's
+model name), precision_auto (both decisions), baseline_setting; then one line per case. Every
+line carries "baseline_setting" (core type, OpenBLAS kernel, probe GFLOP/s).
+
+Model cases come in rounds (several lines per name and side). Their "metalm" and "baseline" are
+the medians over rounds, "*_range" the [min, max]; "ratio" is the ratio of the medians and
+"ratio_range" the bounds no pairing of rounds can leave: [min metalm / max baseline,
+max metalm / min baseline]. Peak fractions divide the median rates by the host peaks measured in
+the same run (f32 FMA; bf16 dot-product for bf16 cases)."""
+import json
+import statistics
+import subprocess
+import sys
 
 
 def load(path):
+    """name -> list of records, in file order (one per round)."""
+    out = {}
     with open(path) as f:
-        return {r["name"]: r for r in map(json.loads, filter(str.strip, f))}
+        for r in map(json.loads, filter(str.strip, f)):
+            out.setdefault(r["name"], []).append(r)
+    return out
+
+
+def cpu_model():
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def spread(xs):
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def model_row(name, ours, theirs, peak_of):
+    """One model case over rounds: tokens/s medians and ranges of both sides."""
+    m = ours[name]
+    b = theirs.get(name, [])
+    x, x_lo, x_hi = spread([r["tokens"] / r["seconds"] for r in m])
+    precision = m[0].get("precision", "f32")
+    peak = peak_of(precision)
+    gflops = statistics.median(r["flops"] / r["seconds"] / 1e9 for r in m)
+    row = {"name": name, "unit": "tokens/s", "rounds": len(m),
+           "metalm": round(x, 1), "metalm_range": [round(x_lo, 1), round(x_hi, 1)],
+           "baseline": None, "baseline_range": None, "ratio": None, "ratio_range": None,
+           "peak_fraction": round(gflops / peak, 3) if peak else None,
+           "precision": precision,
+           "metalm_peak_rss_bytes": max(r.get("peak_bytes", 0) for r in m),
+           "metalm_tensor_peak_bytes": max(r.get("tensor_peak_bytes", 0) for r in m)}
+    if b:
+        y, y_lo, y_hi = spread([r["tokens"] / r["seconds"] for r in b])
+        b_gflops = statistics.median(r["flops"] / r["seconds"] / 1e9 for r in b)
+        row.update({"baseline": round(y, 1), "baseline_range": [round(y_lo, 1), round(y_hi, 1)],
+                    "baseline_rounds": len(b), "ratio": round(x / y, 3),
+                    "ratio_range": [round(x_lo / y_hi, 3), round(x_hi / y_lo, 3)],
+                    "baseline_peak_fraction": round(b_gflops / peak, 3) if peak else None,
+                    "baseline_peak_rss_bytes": max(r.get("peak_bytes", 0) for r in b)})
+    if name.endswith("_bf16"):  # also against PyTorch's fp32 run of the same case
+        b32 = theirs.get(name[: -len("_bf16")])
+        if b32:
+            row["ratio_vs_baseline_f32"] = round(
+                x / statistics.median(r["tokens"] / r["seconds"] for r in b32), 3)
+    return row
+
+
+def op_row(name, m, b, peak):
+    if m["flops"]:
+        unit, x = "GFLOP/s", m["flops"] / m["seconds"] / 1e9
+        y = b["flops"] / b["seconds"] / 1e9 if b else None
+    else:
+        unit, x = "calls/s", 1.0 / m["seconds"]
+        y = 1.0 / b["seconds"] if b else None
+    row = {"name": name, "unit": unit, "metalm": round(x, 2),
+           "baseline": round(y, 2) if y else None,
+           "ratio": round(x / y, 3) if y else None,
+           "peak_fraction": round(x / peak, 3) if unit == "GFLOP/s" and peak else None,
+           "metalm_peak_bytes": m.get("peak_bytes")}
+    if b and b.get("peak_bytes") is not None:
+        row["baseline_peak_rss_bytes"] = b["peak_bytes"]
+    return row
 
 
 def main():
-    ours, theirs = load(sys.argv[1]), load(sys.argv[2])
-    for name, m in ours.items():
-        b = theirs.get(name)
+    host, ours, theirs = load(sys.argv[1]), load(sys.argv[3]), load(sys.argv[4])
+    with open(sys.argv[2]) as f:
+        setting_line = json.loads(f.read())
+    setting = {k: setting_line[k] for k in ("OPENBLAS_CORETYPE", "openblas_corename",
+                                            "sgemm_gflops", "bmm_gflops")}
+    runs = host["host_peak"]
+    peaks = dict(runs[0])
+    for key in ("f32_gflops", "bf16_gflops"):
+        peaks[key] = max(r[key] for r in runs)
+        peaks[key + "_runs"] = [round(r[key], 1) for r in runs]
+    # Both runs measure the same hardware: a gap means other work shared the cores at one of them.
+    peaks["disturbed"] = any(min(peaks[k + "_runs"]) < 0.9 * peaks[k]
+                             for k in ("f32_gflops", "bf16_gflops"))
+    peaks["cpu_model"] = cpu_model()
+
+    def peak_of(precision):
+        return peaks["bf16_gflops"] if precision == "bf16" else peaks["f32_gflops"]
+
+    def emit(row):
+        row["baseline_setting"] = setting
+        print(json.dumps(row))
+
+    emit(dict(peaks))
+    for when, auto in zip(("start", "end"), host["precision_auto"]):
+        auto = dict(auto, when=when)
+        auto["note"] = ("auto rows are not run: bench_models --precision auto runs exactly the "
+                        "rows of the precision chosen")
+        emit(auto)
+    print(json.dumps(setting_line))
+    for name, runs in ours.items():
+        m = runs[0]
+        b = theirs.get(name, [None])[0]
+        if b and b.get("openblas_corename") not in (None, setting["openblas_corename"]):
+            sys.exit(f"combine: {name} ran OpenBLAS kernel {b['openblas_corename']}, "
+                     f"not the chosen {setting['openblas_corename']}")
         if name.startswith("sgemm_raw_"):
             # Reported as the ceiling of the matching linear case.
             lin = ours.get(name.replace("sgemm_raw_3gemm_", "linear_fwd_bwd_"))
             if lin:
-                g_lin = lin["flops"] / lin["seconds"] / 1e9
+                g_lin = lin[0]["flops"] / lin[0]["seconds"] / 1e9
                 g_raw = m["flops"] / m["seconds"] / 1e9
-                print(json.dumps({"name": name.replace("sgemm_raw_3gemm_", "linear_vs_raw_sgemm_"),
-                                  "unit": "GFLOP/s", "metalm": round(g_lin, 1),
-                                  "baseline": round(g_raw, 1), "ratio": round(g_lin / g_raw, 3),
-                                  "peak_fraction": round(g_lin / PEAK_GFLOPS_2T, 3),
-                                  "baseline_is": "dnnl_sgemm, same 3 GEMMs"}))
+                emit({"name": name.replace("sgemm_raw_3gemm_", "linear_vs_raw_sgemm_"),
+                      "unit": "GFLOP/s", "metalm": round(g_lin, 1), "baseline": round(g_raw, 1),
+                      "ratio": round(g_lin / g_raw, 3),
+                      "peak_fraction": round(g_lin / peak_of("f32"), 3),
+                      "baseline_is": "dnnl_sgemm, same 3 GEMMs"})
             continue
-        if m.get("tokens"):  # model benchmarks: tokens/s, fraction of peak from model FLOPs
-            x, y = m["tokens"] / m["seconds"], (b["tokens"] / b["seconds"] if b else None)
-            peak = PEAK_GFLOPS_2T_BF16 if m.get("precision") == "bf16" else PEAK_GFLOPS_2T
-            row = {"name": name, "unit": "tokens/s", "metalm": round(x, 1),
-                   "baseline": round(y, 1) if y else None, "ratio": round(x / y, 3) if y else None,
-                   "peak_fraction": round(m["flops"] / m["seconds"] / 1e9 / peak, 3),
-                   "baseline_peak_fraction": round(b["flops"] / b["seconds"] / 1e9 / peak, 3) if b else None,
-                   "precision": m.get("precision", "f32"),
-                   "metalm_peak_rss_bytes": m.get("peak_bytes"),
-                   "metalm_tensor_peak_bytes": m.get("tensor_peak_bytes"),
-                   "baseline_peak_rss_bytes": b.get("peak_bytes") if b else None}
-            if name.endswith("_bf16"):  # also against PyTorch's fp32 run of the same case
-                b32 = theirs.get(name[: -len("_bf16")])
-                if b32:
-                    row["ratio_vs_baseline_f32"] = round(x / (b32["tokens"] / b32["seconds"]), 3)
-            print(json.dumps(row))
-            continue
-        if m["flops"]:
-            unit, x = "GFLOP/s", m["flops"] / m["seconds"] / 1e9
-            y = b["flops"] / b["seconds"] / 1e9 if b else None
+        if m.get("tokens"):  # model benchmarks: tokens/s over rounds
+            emit(model_row(name, ours, theirs, peak_of))
         else:
-            unit, x = "calls/s", 1.0 / m["seconds"]
-            y = 1.0 / b["seconds"] if b else None
-        row = {"name": name, "unit": unit, "metalm": round(x, 2),
-               "baseline": round(y, 2) if y else None,
-               "ratio": round(x / y, 3) if y else None,
-               "peak_fraction": round(x / PEAK_GFLOPS_2T, 3) if unit == "GFLOP/s" else None,
-               "metalm_peak_bytes": m.get("peak_bytes")}
-        if b and b.get("peak_bytes") is not None:
-            row["baseline_peak_rss_bytes"] = b["peak_bytes"]
-        print(json.dumps(row))
+            emit(op_row(name, m, b, peak_of("f32")))
 
 
 if __name__ == "__main__":

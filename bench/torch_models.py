@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch_setting import openblas_corename
+
 L, D, H, FFN, V, B, T = 6, 384, 6, 1536, 8192, 8, 256
 
 
@@ -75,7 +77,8 @@ def run(name, step, flops, steps):
     ts.sort()
     peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
     print(json.dumps({"name": name, "seconds": ts[len(ts) // 2], "tokens": B * T, "flops": flops,
-                      "peak_bytes": peak, "threads": torch.get_num_threads()}), flush=True)
+                      "peak_bytes": peak, "threads": torch.get_num_threads(),
+                      "openblas_corename": openblas_corename()}), flush=True)
 
 
 def main():

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch side of bench/run: the same cases as bench_ops.cpp, one JSON line each.
 
-Run it with the tuned setting of ../shared/baselines.md (bench/run does):
-OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, OMP_WAIT_POLICY=PASSIVE.
+bench/run runs it in the fastest OpenBLAS setting torch_setting.py finds on the host
+(OPENBLAS_L2_SIZE unset, OMP_WAIT_POLICY=PASSIVE); each line names the kernel OpenBLAS ran.
 Attention cases run in a fresh subprocess each so that peak RSS is per case."""
 import json
 import resource
@@ -12,6 +12,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from torch_setting import openblas_corename
 
 
 def median_seconds(call, repeats):
@@ -114,7 +116,8 @@ def main():
         else:
             sec, peak = median_seconds(setup(), repeats), None
         print(json.dumps({"name": name, "seconds": sec, "flops": flops, "peak_bytes": peak,
-                          "threads": threads}), flush=True)
+                          "threads": threads, "openblas_corename": openblas_corename()}),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -48,10 +48,11 @@ double mb(size_t bytes) { return static_cast<double>(bytes) / 1e6; }
 
 int run_forward(const ForwardOptions& o) {
   const Tensor tokens = read_tokens(o.tokens);  // bad input fails before the model is read
+  const ops::ComputeMode mode = compute_mode(o.common);  // (auto measures: before the count)
   memory_reset_peak();
   const size_t base = memory_stats().current_bytes;
   std::unique_ptr<models::Model> m = models::load_model(o.model, o.common.seed);
-  m->compute = compute_mode(o.common);
+  m->compute = mode;
   const size_t weights = static_cast<size_t>(m->state_bytes());
   const size_t load_peak = memory_stats().peak_bytes - base;
   memory_reset_peak();
@@ -74,7 +75,8 @@ int run_forward(const ForwardOptions& o) {
   const Tensor& t = out.begin()->second;
   std::printf("wrote %s: %s %s\n", o.out.c_str(), out.begin()->first.c_str(), t.str().c_str());
   std::printf("memory: weights %.2f MB; tensor peak %.2f MB while loading (%.3fx the weights), "
-              "%.2f MB in the forward (weights + %.2f MB of activations)\n",
+              "%.2f MB in the forward (weights + %.2f MB of activations); counted by the tensor "
+              "allocator\n",
               mb(weights), mb(load_peak), static_cast<double>(load_peak) / static_cast<double>(weights),
               mb(forward_peak), mb(forward_peak - weights));
   return 0;

@@ -2,7 +2,7 @@
 // full [Tq, Tk] scores of one (b, h) in f64, in the order of torchscale's MultiheadAttention
 // (reference-spec 1.3): scale q, q k^T, masked -> -inf, + bias, softmax, dropout, . v. Its
 // backward works from the saved probabilities. The test oracle of the fast path (attention.cpp),
-// and what attention() runs under ops::set_use_reference(true). Also the argument checks.
+// and what attention() runs under ops::ReferenceGuard. Also the argument checks.
 #include <cmath>
 #include <limits>
 #include <vector>

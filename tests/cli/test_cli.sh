@@ -69,6 +69,9 @@ METALM_NUM_THREADS=abc "$bin" info "$m" >/dev/null 2>"$work/err"; rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && grep -q METALM_NUM_THREADS "$work/err" && ok || bad "bad METALM_NUM_THREADS"
 "$bin" forward --model "$m" --tokens "$work/tok.json" --out "$work/bf16.out" --matmul-precision bf16 \
   >/dev/null && ok || bad "forward --matmul-precision bf16"
+"$bin" forward --model "$m" --tokens "$work/tok.json" --out "$work/auto.out" --matmul-precision auto \
+  >"$work/auto.txt" && grep -q "^matmul precision auto: \(f32\|bf16\): " "$work/auto.txt" && ok \
+  || bad "forward --matmul-precision auto says what it chose"
 expect_error "bad matmul precision" "matmul-precision" "$bin" forward --model "$m" --tokens "$work/tok.json" \
   --out "$work/o" --matmul-precision fp16
 expect_error "toy-lm missing data" "cannot open data file" "$bin" toy-lm --config "$configs/toy-byte-lm.json" \

@@ -55,7 +55,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
                  double scale = 0.0, const AttentionDropout& dropout = {});
 
 // Plain reference: materializes the full [Tq, Tk] score matrix in f64. Same semantics; the test
-// oracle, and what attention() runs under ops::set_use_reference(true).
+// oracle, and what attention() runs under ops::ReferenceGuard.
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
                            const AttentionMask& mask = {}, double scale = 0.0,
                            const AttentionDropout& dropout = {});

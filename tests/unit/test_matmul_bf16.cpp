@@ -93,6 +93,56 @@ TEST(ConvertToBf16, TensorToMatchesNearestEvenOnSpecialAndRandomValues) {
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(strided[i].bits, out[2 * i].bits) << i;
 }
 
+// Only exact ties tell round-to-nearest-even from round-half-up on the bits (= half away from
+// zero), and only ties of both signs and parities catch a rule that is right for some of them.
+// So every finite bf16 pattern h (the high half of an f32) is tried with the low halves 0x8000
+// (the midpoint to its successor), 0x7fff and 0x8001 (off-by-one rounding constants), 0 and
+// 0xffff: both signs, even and odd mantissas, denormals, carries into the exponent, and the
+// top binade rounding to infinity. Checked on the vector loop of Tensor::to, its strided
+// element loop and the scalar f32_to_bf16, against the oracle and a few bits written out.
+TEST(ConvertToBf16, EveryTieRoundsToEvenAndNearTiesToNearest) {
+  std::vector<float> v;
+  for (uint32_t h = 0; h <= 0xffffu; ++h) {
+    if (((h >> 7) & 0xffu) == 0xffu) continue;  // inf and NaN encodings: not ties
+    for (uint32_t low : {0x0000u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu})
+      v.push_back(from_bits(h << 16 | low));
+  }
+  const Tensor t = Tensor::from_vector<float>({static_cast<int64_t>(v.size())}, v);
+  const std::vector<bf16> out = t.to(DType::bf16).to_vector<bf16>();
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint16_t want = nearest_bf16(v[i]);
+    uint32_t u;
+    std::memcpy(&u, &v[i], 4);
+    ASSERT_EQ(out[i].bits, want) << std::hex << "f32 bits 0x" << u;
+    ASSERT_EQ(f32_to_bf16(v[i]).bits, want) << std::hex << "scalar, f32 bits 0x" << u;
+  }
+  const int64_t n = (static_cast<int64_t>(v.size()) - 1) / 2;  // odd elements: 1, 3, ..
+  const std::vector<bf16> odd =
+      t.slice(0, 1, 2 * n + 1).reshape({n, 2}).slice(1, 0, 1).to(DType::bf16).to_vector<bf16>();
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(odd[i].bits, out[2 * i + 1].bits) << i;
+
+  // The same rule spelled out on hand-picked bits, independently of the oracle.
+  const std::vector<std::pair<uint32_t, uint16_t>> cases = {
+      {0x3f808000u, 0x3f80},  // tie, even below: stays (half-up would give 0x3f81)
+      {0xbf808000u, 0xbf80},  // the same, negative
+      {0x3f818000u, 0x3f82},  // tie, odd below: up to even
+      {0xbf818000u, 0xbf82},  // the same, negative (away from zero)
+      {0x3f807fffu, 0x3f80},  // just below a tie
+      {0x3f808001u, 0x3f81},  // just above a tie
+      {0x00008000u, 0x0000},  // denormal tie between +0 and the smallest denormal
+      {0x80018000u, 0x8002},  // negative denormal tie, odd below
+      {0x3f7f8000u, 0x3f80},  // odd mantissa 0x7f carries into the exponent: exactly 1
+      {0x7f7e8000u, 0x7f7e},  // top binade, even: stays finite
+      {0x7f7f8000u, 0x7f80},  // max bf16 is odd: the tie rounds to +inf
+      {0xff7f8000u, 0xff80},  // and to -inf
+  };
+  for (const auto& [bits, want] : cases) {
+    EXPECT_EQ(f32_to_bf16(from_bits(bits)).bits, want) << std::hex << "0x" << bits;
+    EXPECT_EQ(Tensor::full({3}, from_bits(bits)).to(DType::bf16).to_vector<bf16>()[2].bits, want)
+        << std::hex << "0x" << bits;
+  }
+}
+
 struct GemmCase {
   bool ta, tb;
   int64_t m, n, k;

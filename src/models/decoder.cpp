@@ -95,13 +95,6 @@ Tensor IncrementalState::segment_ids() const {
 
 // ------------------------------------------------------------------ Decoder
 
-namespace {
-const nn::DecoderConfig& validated(const nn::DecoderConfig& cfg) {
-  nn::validate(cfg);
-  return cfg;
-}
-}  // namespace
-
 Decoder::Decoder(const nn::DecoderConfig& cfg, Generator& gen, const StackOptions& st)
     : Stack(validated(cfg), st,
             Parts{1, cfg.has_final_layer_norm(),

@@ -1,5 +1,5 @@
-// Internal to the stacks: the checks of a call's layout (positions, segments, padding), the
-// position helpers, and the one self-attention mask every layer of a call reads.
+// Internal to the stacks: config validation, the checks of a call's layout (positions, segments,
+// padding), the position helpers, and the one self-attention mask every layer of a call reads.
 #pragma once
 #include "metalm/models/stack.h"
 #include "metalm/ops/attention.h"
@@ -13,6 +13,13 @@ Tensor positions_plus(const Tensor& positions, int64_t offset);
 // positions / segment_ids / padding are [B, T] of an integer dtype (u8 for padding) when given;
 // prefix_len in [0, T] and not with segment_ids. Throws naming the field.
 void check_layout(const StackInputs& in, int64_t B, int64_t T);
+// The config after nn::validate: stacks validate before their base is built.
+template <typename C>
+const C& validated(const C& cfg) {
+  nn::validate(cfg);
+  return cfg;
+}
+
 // Segment ids as the attention op reads them (i32), or undefined.
 Tensor as_segments(const Tensor& segment_ids);
 

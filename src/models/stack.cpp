@@ -176,13 +176,6 @@ Tensor Stack::output_layer(const Tensor& features) const {
 
 // ------------------------------------------------------------------ Encoder
 
-namespace {
-const nn::EncoderConfig& validated(const nn::EncoderConfig& cfg) {
-  nn::validate(cfg);
-  return cfg;
-}
-}  // namespace
-
 Encoder::Encoder(const nn::EncoderConfig& cfg, Generator& gen, const StackOptions& st)
     : Stack(validated(cfg), st,
             Parts{cfg.multiway ? 2 : 1, cfg.has_final_layer_norm(),

@@ -71,7 +71,7 @@ int run_forward(const ForwardOptions& o) {
     out["hidden_states"] = r.features;
   io::save_safetensors(o.out, out,
                        {{"model", o.model},
-                        {"matmul_precision", ops::matmul_precision_name(m->compute.precision)}});
+                        {"matmul_precision", ops::matmul_precision_name(mode.precision)}});
   const Tensor& t = out.begin()->second;
   std::printf("wrote %s: %s %s\n", o.out.c_str(), out.begin()->first.c_str(), t.str().c_str());
   std::printf("memory: weights %.2f MB; tensor peak %.2f MB while loading (%.3fx the weights), "

@@ -12,7 +12,8 @@
 namespace metalm::models {
 
 StackOutput Model::forward(const StackInputs& in) {
-  ops::ComputeGuard guard(compute);
+  if (!compute) return run(in);
+  ops::ComputeGuard guard(*compute);
   return run(in);
 }
 

@@ -309,7 +309,7 @@ TEST(ComputeMode, TravelsWithEachModel) {
   auto b = models::build_model(cfg, {5, true});
   a->eval();
   b->eval();
-  b->compute.precision = ops::MatmulPrecision::bf16;
+  b->compute = ops::ComputeMode{ops::MatmulPrecision::bf16, false};
   const Tensor ids = tokens(2, 80, 3);  // > 64 queries: attention takes bf16 products too
   const Tensor alone_a = logits_of(*a, ids), alone_b = logits_of(*b, ids);
   EXPECT_EQ(ops::matmul_precision(), ops::MatmulPrecision::f32);
@@ -328,8 +328,13 @@ TEST(ComputeMode, TravelsWithEachModel) {
   tb.join();
   EXPECT_TRUE(all_close(got_a, alone_a, 0, 0));
   EXPECT_TRUE(all_close(got_b, alone_b, 0, 0));
-  // A guard set by the caller does not leak into a model with its own setting.
-  ops::MatmulPrecisionGuard g(ops::MatmulPrecision::bf16);
-  EXPECT_TRUE(all_close(logits_of(*a, ids), alone_a, 0, 0));
-  EXPECT_EQ(ops::matmul_precision(), ops::MatmulPrecision::bf16);
+  // A model without its own setting follows the caller's guard; one with a setting keeps it.
+  {
+    ops::MatmulPrecisionGuard g(ops::MatmulPrecision::bf16);
+    EXPECT_TRUE(all_close(logits_of(*a, ids), alone_b, 0, 0));
+    a->compute = ops::ComputeMode{};
+    EXPECT_TRUE(all_close(logits_of(*a, ids), alone_a, 0, 0));
+    EXPECT_EQ(ops::matmul_precision(), ops::MatmulPrecision::bf16);
+  }
+  EXPECT_EQ(ops::matmul_precision(), ops::MatmulPrecision::f32);
 }

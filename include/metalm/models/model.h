@@ -3,6 +3,7 @@
 // composites (MetaLM, later KOSMOS and BEiT-3) hold their stacks as children.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "metalm/models/config.h"
@@ -17,10 +18,11 @@ struct StackOutput;
 class Model : public nn::Module {
  public:
   // The precision and reference mode this model's forward runs with, on the calling thread
-  // (ops::ComputeGuard): two models at different precisions can serve side by side.
-  ops::ComputeMode compute;
+  // (ops::ComputeGuard): two models at different precisions can serve side by side. Unset: the
+  // calling thread's mode (whatever guard the caller holds).
+  std::optional<ops::ComputeMode> compute;
 
-  // run() under `compute`.
+  // run() under `compute` if set.
   StackOutput forward(const StackInputs& in);
   // The forward itself, under whatever compute mode the caller has set (a composite runs its
   // stacks this way, so they follow the composite's mode).

@@ -115,6 +115,8 @@ StackOutput Decoder::run(const StackInputs& in) {
   const bool cross = stack.role == nn::StackRole::encdec_decoder;
   MLM_CHECK(in.encoder_out.defined() == cross, ValueError,
             "[Decoder] encoder_out must be given exactly for an encoder-decoder decoder");
+  MLM_CHECK(in.spans.empty(), ValueError,
+            "[Decoder] spans dock into a composite model (MetaLM), not into a bare decoder");
   IncrementalState* state = in.state;
   const int64_t start = state ? state->length() : 0;
   const Tensor& ids = in.token_embeddings.defined() ? in.token_embeddings : in.tokens;

@@ -7,6 +7,7 @@
 
 #include "metalm/core/random.h"
 #include "metalm/io/json.h"
+#include "metalm/models/metalm.h"
 #include "metalm/models/stack.h"
 
 namespace metalm::models {
@@ -27,6 +28,7 @@ const std::vector<std::pair<std::string, Builder>>& builders() {
        [](const ModelConfig& c, Generator& g) { return std::make_unique<Encoder>(c.encoder, g); }},
       {"decoder",
        [](const ModelConfig& c, Generator& g) { return std::make_unique<Decoder>(c.decoder, g); }},
+      {"metalm", [](const ModelConfig& c, Generator& g) { return std::make_unique<MetaLM>(c, g); }},
   };
   return table;
 }

@@ -48,7 +48,7 @@ Tensor dock(const Tensor& emb, const Tensor& mask, const Tensor& features) {
 
 Stack::Stack(const nn::StackConfig& cfg, const StackOptions& st, const Parts& parts,
              Generator& gen)
-    : stack(st), cfg_(&cfg), dropout_gen_(Generator::hash(gen.seed(), gen.reserve(1))) {
+    : stack(st), cfg_(&cfg), dropout_gen_(register_generator("dropout", Generator::hash(gen.seed(), gen.reserve(1)))) {
   const int64_t d = cfg.embed_dim;
   auto make_ln = [&] { return std::make_shared<nn::LayerNorm>(d, cfg.layernorm_eps); };
 
@@ -191,8 +191,8 @@ Encoder::Encoder(const nn::EncoderConfig& cfg, Generator& gen, const StackOption
 }
 
 StackOutput Encoder::run(const StackInputs& in) {
-  MLM_CHECK(in.state == nullptr && !in.encoder_out.defined(), ValueError,
-            "[Encoder] an encoder takes no incremental state and no encoder_out");
+  MLM_CHECK(in.state == nullptr && !in.encoder_out.defined() && in.spans.empty(), ValueError,
+            "[Encoder] an encoder takes no incremental state, encoder_out or spans");
   Tensor x = embed(in, in.positions, 0);  // [B, T, d]
   const int64_t B = x.size(0), T = x.size(1);
   check_layout(in, B, T);

@@ -57,7 +57,7 @@ void xavier_uniform(Linear& l, double gain, Generator& gen) {
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& o, Generator& gen)
-    : options(o), dropout_gen_(Generator::hash(gen.seed(), gen.reserve(1))) {
+    : options(o), dropout_gen_(register_generator("dropout", Generator::hash(gen.seed(), gen.reserve(1)))) {
   MLM_CHECK(o.embed_dim > 0 && o.num_heads > 0 && o.embed_dim % o.num_heads == 0, ValueError,
             "[MultiheadAttention] embed_dim ", o.embed_dim, " must be a positive multiple of ",
             "num_heads ", o.num_heads);

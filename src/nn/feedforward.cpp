@@ -9,7 +9,7 @@
 namespace metalm::nn {
 
 FeedForwardNetwork::FeedForwardNetwork(const FeedForwardOptions& o, Generator& init_gen)
-    : options(o), dropout_gen_(Generator::hash(init_gen.seed(), init_gen.reserve(1))) {
+    : options(o), dropout_gen_(register_generator("dropout", Generator::hash(init_gen.seed(), init_gen.reserve(1)))) {
   MLM_CHECK(o.embed_dim > 0 && o.ffn_dim > 0, ValueError,
             "[FeedForwardNetwork] embed_dim and ffn_dim must be positive");
   fc1 = register_module("fc1", std::make_shared<Linear>(o.embed_dim, o.ffn_dim, true, init_gen));

@@ -37,7 +37,8 @@ void Module::check_name(const std::string& name) const {
       if (n == name) return true;
     return false;
   };
-  MLM_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), ValueError,
+  MLM_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_) && !taken(generators_),
+            ValueError,
             "[module] name '", name, "' registered twice");
 }
 
@@ -56,6 +57,20 @@ Tensor Module::register_buffer(const std::string& name, Tensor value) {
             "' must be a defined contiguous tensor");
   buffers_.emplace_back(name, value);
   return value;
+}
+
+Generator& Module::register_generator(const std::string& name, uint64_t seed) {
+  check_name(name);
+  generators_.emplace_back(name, std::make_unique<Generator>(seed));
+  return *generators_.back().second;
+}
+
+std::map<std::string, Generator*> Module::named_generators() {
+  std::map<std::string, Generator*> out;
+  for_each_module([&](const std::string& prefix, Module& m) {
+    for (auto& [n, g] : m.generators_) out.emplace(prefix.empty() ? n : prefix + "." + n, g.get());
+  });
+  return out;
 }
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> module) {

@@ -92,8 +92,8 @@ TransformerLayerOptions decoder_layer_options(const DecoderConfig& cfg, int64_t 
 
 TransformerLayer::TransformerLayer(const TransformerLayerOptions& o, Generator& gen)
     : options(o),
-      dropout_gen_(Generator::hash(gen.seed(), gen.reserve(1))),
-      drop_path_gen_(Generator::hash(gen.seed(), gen.reserve(1))) {
+      dropout_gen_(register_generator("dropout", Generator::hash(gen.seed(), gen.reserve(1)))),
+      drop_path_gen_(register_generator("drop_path", Generator::hash(gen.seed(), gen.reserve(1)))) {
   MLM_CHECK(o.embed_dim > 0 && o.num_heads > 0 && o.ffn_dim > 0, ValueError,
             "[TransformerLayer] embed_dim, num_heads and ffn_dim must be positive");
   MLM_CHECK(o.drop_path >= 0.0 && o.drop_path < 1.0, ValueError,

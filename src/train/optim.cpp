@@ -65,10 +65,13 @@ std::vector<ParamGroup> make_param_groups(const TensorMap& params, double weight
   ParamGroup decay, no_decay;
   decay.weight_decay = weight_decay;
   for (const auto& [name, t] : params) {
+    if (!t.requires_grad()) continue;
     bool skip = t.dim() <= 1;
     for (const auto& s : no_decay_substrings)
       if (name.find(s) != std::string::npos) skip = true;
-    (skip ? no_decay : decay).params.push_back(t);
+    ParamGroup& g = skip ? no_decay : decay;
+    g.params.push_back(t);
+    g.names.push_back(name);
   }
   std::vector<ParamGroup> groups;
   if (!decay.params.empty()) groups.push_back(decay);
@@ -173,15 +176,33 @@ void AdamW::step() {
   }
 }
 
-std::vector<std::pair<std::string, Tensor>> AdamW::state() const {
-  std::vector<std::pair<std::string, Tensor>> out;
+TensorMap AdamW::state() const {
+  TensorMap out;
   for (size_t gi = 0; gi < m_.size(); ++gi)
     for (size_t pi = 0; pi < m_[gi].size(); ++pi) {
-      std::string suffix = std::to_string(gi) + "." + std::to_string(pi);
-      out.emplace_back("exp_avg." + suffix, m_[gi][pi]);
-      out.emplace_back("exp_avg_sq." + suffix, v_[gi][pi]);
+      const std::vector<std::string>& names = groups_[gi].names;
+      const std::string name = names.size() == m_[gi].size()
+                                   ? names[pi]
+                                   : std::to_string(gi) + "." + std::to_string(pi);
+      out.emplace("exp_avg." + name, m_[gi][pi]);
+      out.emplace("exp_avg_sq." + name, v_[gi][pi]);
     }
   return out;
+}
+
+void AdamW::load_state(const TensorMap& state) {
+  const TensorMap mine = this->state();
+  MLM_CHECK(state.size() == mine.size(), ValueError, "[adamw] optimizer state holds ",
+            state.size(), " tensors, this optimizer ", mine.size(),
+            " (a checkpoint of another model or another set of trainable parameters?)");
+  for (const auto& [name, t] : mine) {
+    auto it = state.find(name);
+    MLM_CHECK(it != state.end(), ValueError, "[adamw] optimizer state lacks ", name);
+    MLM_CHECK(it->second.shape() == t.shape() && it->second.dtype() == t.dtype(), ValueError,
+              "[adamw] optimizer state ", name, " is ", it->second.str(), ", expected ", t.str());
+  }
+  NoGradGuard ng;
+  for (const auto& [name, t] : mine) copy_into(t, state.at(name));
 }
 
 double grad_norm(const std::vector<Tensor>& params) {

@@ -28,7 +28,19 @@ namespace metalm::models {
 
 class IncrementalState;
 
-// One call of a stack.
+// The spans one docked encoder encodes in a call of a composite model (MetaLM): S sequences,
+// each [<s>] + a span's tokens, padded to L.
+struct SpanInputs {
+  std::string encoder;  // the docked encoder's name (ModelConfig::encoders)
+  Tensor tokens;        // i64 [S, L]
+  Tensor padding;       // u8 [S, L], 1 = pad; or undefined
+  Tensor select;        // u8 [S, L]: the encoder outputs that dock, in row-major order (the
+                        // span tokens: not <s>, not pads)
+  Tensor target;        // u8 [B, T]: the decoder positions they replace, in row-major order;
+                        // as many as select has
+};
+
+// One call of a stack or a model.
 struct StackInputs {
   Tensor tokens;            // i64 [B, T]; or undefined with token_embeddings
   Tensor token_embeddings;  // [B, T, d] used instead of embed_tokens(tokens) (vision input)
@@ -57,6 +69,7 @@ struct StackInputs {
   Tensor encoder_padding;      // u8 [B, S]
   IncrementalState* state = nullptr;  // decoder: with a state, `tokens` are the new ones only
   bool features_only = false;
+  std::vector<SpanInputs> spans;  // composite models only (a stack refuses them)
 };
 
 struct StackOutput {
@@ -118,7 +131,7 @@ class Stack : public Model {
  private:
   const nn::StackConfig* cfg_;  // the derived class's config member
   std::vector<std::string> scaled_names_;
-  Generator dropout_gen_;
+  Generator& dropout_gen_;
 };
 
 // TorchScale's Encoder (bidirectional). Built with default init, then bert_init if configured,

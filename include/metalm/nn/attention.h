@@ -55,7 +55,7 @@ class MultiheadAttention : public Module {
   int64_t head_dim = 0;
 
  private:
-  Generator dropout_gen_;  // the module's own draws for probability dropout (D7)
+  Generator& dropout_gen_;  // the module's own draws for probability dropout (D7)
 };
 
 }  // namespace metalm::nn

@@ -30,7 +30,7 @@ class FeedForwardNetwork : public Module {
   std::shared_ptr<LayerNorm> ffn_layernorm;  // null unless subln
 
  private:
-  Generator dropout_gen_;
+  Generator& dropout_gen_;
 };
 
 }  // namespace metalm::nn

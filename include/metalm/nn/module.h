@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "metalm/core/random.h"
 #include "metalm/core/tensor.h"
 
 namespace metalm::nn {
@@ -41,6 +42,11 @@ class Module {
   // ('*' matches any run of characters, '?' one character); returns how many matched.
   int64_t freeze(const std::string& pattern, bool frozen = true);
 
+  // Every random generator the module tree owns (dropout, drop-path), by dotted name
+  // ("layers.0.self_attn.dropout"): what a checkpoint saves so that a resumed run draws the same
+  // masks as an uninterrupted one (D7).
+  std::map<std::string, Generator*> named_generators();
+
   // Converts every float parameter and buffer to `dtype` (f32 or f64) in place: the tensors keep
   // their identity, so handles held by layers (Linear::weight, ...) see the new storage.
   // Accumulated gradients are dropped.
@@ -67,6 +73,9 @@ class Module {
   Tensor register_parameter(const std::string& name, Tensor value);
   // Registers a tensor saved in the state dict but not trained (e.g. a fixed table).
   Tensor register_buffer(const std::string& name, Tensor value);
+  // A generator owned by this module (its address is stable), seeded `seed`, listed by
+  // named_generators().
+  Generator& register_generator(const std::string& name, uint64_t seed);
   // Hook for subclasses: called when training mode changes.
   virtual void on_train(bool) {}
 
@@ -78,6 +87,7 @@ class Module {
 
   Named params_;
   Named buffers_;
+  std::vector<std::pair<std::string, std::unique_ptr<Generator>>> generators_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };

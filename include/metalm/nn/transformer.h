@@ -97,7 +97,7 @@ class TransformerLayer : public Module {
 
  private:
   Tensor residual_add(const Tensor& residual, Tensor branch, const Tensor& gamma);
-  Generator dropout_gen_, drop_path_gen_;
+  Generator &dropout_gen_, &drop_path_gen_;
 };
 
 class EncoderLayer : public TransformerLayer {

@@ -10,13 +10,15 @@
 namespace metalm::train {
 
 struct ParamGroup {
-  std::vector<Tensor> params;  // f32 or f64 leaves that require grad
+  std::vector<Tensor> params;      // f32 or f64 leaves that require grad
+  std::vector<std::string> names;  // their names (checkpoints), or empty
   double weight_decay = 0.0;
   double lr_scale = 1.0;  // this group's lr = optimizer lr * lr_scale
 };
 
-// Two groups: weight_decay for matrices, none for 1-D parameters (norm weights, biases) and for
-// names matching any of `no_decay_substrings` (e.g. "embed_positions").
+// Two groups of the parameters that require grad (frozen ones are left out): weight_decay for
+// matrices, none for 1-D parameters (norm weights, biases) and for names matching any of
+// `no_decay_substrings` (e.g. "embed_positions"). Names are kept for checkpoints.
 std::vector<ParamGroup> make_param_groups(const TensorMap& params, double weight_decay,
                                           const std::vector<std::string>& no_decay_substrings = {});
 
@@ -30,6 +32,7 @@ class Optimizer {
   double lr() const { return lr_; }
   void set_lr(double lr) { lr_ = lr; }
   int64_t step_count() const { return step_count_; }
+  void set_step_count(int64_t n) { step_count_ = n; }  // a resumed run continues the count
   const std::vector<ParamGroup>& groups() const { return groups_; }
 
  protected:
@@ -66,8 +69,12 @@ class AdamW : public Optimizer {
  public:
   AdamW(std::vector<ParamGroup> groups, AdamWOptions options);
   void step() override;
-  // First and second moments, for checkpoints ("exp_avg.<g>.<i>", "exp_avg_sq.<g>.<i>").
-  std::vector<std::pair<std::string, Tensor>> state() const;
+  // First and second moments, for checkpoints: "exp_avg.<name>", "exp_avg_sq.<name>" (the
+  // parameter names of the groups; "<g>.<i>" for unnamed groups). No copies: the live tensors.
+  TensorMap state() const;
+  // Copies a state() back (strict: every name, shape and dtype must match; ValueError listing
+  // the first mismatch).
+  void load_state(const TensorMap& state);
 
  private:
   AdamWOptions opt_;

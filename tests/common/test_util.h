@@ -1,5 +1,5 @@
 // Test helpers: random inputs, closeness with a report, finite-difference gradient checks, and
-// access to the PyTorch reference files written by tests/reference/generate.py.
+// where the PyTorch reference files are (common/reference_file.h reads them).
 #pragma once
 #include <gtest/gtest.h>
 

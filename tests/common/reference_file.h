@@ -51,8 +51,10 @@ using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
 // How check_op() reads a case and how close it must come: OpCheck(rtol, atol), then the fields of
 // the variant a suite needs. The default tolerances suit f32 ops on O(1) values.
 struct OpCheck {
-  OpCheck(double rtol_ = 1e-5, double atol_ = 1e-6) : rtol(rtol_), atol(atol_) {}
-  double rtol, atol;                   // for the output and, unless grad_atol is set, the gradients
+  OpCheck() = default;
+  OpCheck(double rtol_, double atol_) : rtol(rtol_), atol(atol_) {}
+  // For the output and, unless grad_atol is set, the gradients.
+  double rtol = 1e-5, atol = 1e-6;
   std::optional<double> grad_atol;     // the gradients' atol when it differs from the output's
   std::vector<std::string> constants;  // inputs passed as they are (no gradient, not compared)
   std::optional<DType> dtype;  // the leaves and gout converted to it; the output must have it

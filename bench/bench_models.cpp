@@ -111,7 +111,7 @@ void bench_gpt_train(const std::string& name, int steps, const std::string& extr
   nn::postprocess(cfg);
   Generator gen(1);
   models::Decoder model(cfg, gen);
-  train::AdamW opt({{model.trainable_parameters(), 0.01, 1.0}}, {3e-4, 0.9, 0.98, 1e-8});
+  train::AdamW opt({{model.trainable_parameters(), {}, 0.01, 1.0}}, {3e-4, 0.9, 0.98, 1e-8});
   Tensor tokens = random_tokens(2), targets = random_tokens(3).reshape({kBatch * kSeq});
   auto step = [&] {
     models::StackInputs in;

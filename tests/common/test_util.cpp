@@ -19,6 +19,10 @@ Tensor randu(const Shape& shape, uint64_t seed, double lo, double hi, DType dtyp
   return g.uniform(shape, lo, hi, dtype);
 }
 
+Tensor leaf(const Shape& shape, uint64_t seed, DType dtype) {
+  return randn(shape, seed, dtype).set_requires_grad();
+}
+
 double closeness(const Tensor& a, const Tensor& b, double rtol, double atol) {
   std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
   double worst = 0;

@@ -1,5 +1,5 @@
 // Test helpers: random inputs, closeness with a report, finite-difference gradient checks, and
-// access to the PyTorch reference files written by tests/reference/generate.py.
+// where the PyTorch reference files are (common/reference_file.h reads them).
 #pragma once
 #include <gtest/gtest.h>
 
@@ -9,6 +9,7 @@
 
 #include "metalm/core/random.h"
 #include "metalm/core/tensor.h"
+#include "metalm/core/threads.h"
 
 namespace metalm::test {
 
@@ -16,6 +17,17 @@ namespace metalm::test {
 Tensor randn(const Shape& shape, uint64_t seed, DType dtype = DType::f32);
 // Uniform [lo, hi) tensor from a fixed seed.
 Tensor randu(const Shape& shape, uint64_t seed, double lo, double hi, DType dtype = DType::f32);
+// randn as a leaf that requires grad; f64 by default, as gradcheck wants.
+Tensor leaf(const Shape& shape, uint64_t seed, DType dtype = DType::f64);
+
+// Restores the thread count (metalm::set_num_threads) that a test changes, however it ends.
+struct ThreadCountGuard {
+  int saved = get_num_threads();
+  ThreadCountGuard() = default;
+  ThreadCountGuard(const ThreadCountGuard&) = delete;
+  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
+  ~ThreadCountGuard() { set_num_threads(saved); }
+};
 
 // Largest |a-b| / (atol + rtol*|b|) over all elements (<= 1 means close); shapes must match.
 double closeness(const Tensor& a, const Tensor& b, double rtol, double atol);

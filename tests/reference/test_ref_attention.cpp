@@ -7,12 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "common/test_util.h"
-#include "metalm/io/safetensors.h"
+#include "common/reference_file.h"
 #include "metalm/ops/attention.h"
 
 using namespace metalm;
-using metalm::test::all_close;
 
 namespace {
 
@@ -25,70 +23,40 @@ ops::AttnMaskKind parse_kind(const std::string& s) {
   throw std::runtime_error("unknown mask kind in the reference file: " + s);
 }
 
-class AttentionRef : public ::testing::TestWithParam<std::tuple<bool, bool>> {
+class AttentionRef : public test::ReferenceTest<::testing::TestWithParam<std::tuple<bool, bool>>> {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = metalm::test::reference_dir();
-    if (!dir.empty()) file_ = io::load_safetensors(dir + "/attention.safetensors");
-  }
-  void SetUp() override {
-    if (file_.tensors.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
-  }
+  AttentionRef() : ReferenceTest("attention") {}
 
   bool reference_path() const { return std::get<0>(GetParam()); }
   bool f64() const { return std::get<1>(GetParam()); }
-
-  static const Tensor* find(const std::string& key) {
-    auto it = file_.tensors.find(key);
-    return it == file_.tensors.end() ? nullptr : &it->second;
-  }
-  static const Tensor& get(const std::string& key) {
-    const Tensor* t = find(key);
-    if (!t) throw std::runtime_error("missing reference tensor " + key);
-    return *t;
-  }
-  static const std::string& meta(const std::string& key) {
-    auto it = file_.metadata.find(key);
-    if (it == file_.metadata.end()) throw std::runtime_error("missing reference metadata " + key);
-    return it->second;
-  }
 
   void check_case(const std::string& case_name) {
     const std::string key = (f64() ? "f64." : "") + case_name;
     SCOPED_TRACE(key + (reference_path() ? " (reference path)" : " (fast path)"));
     ops::AttentionMask mask;
     mask.kind = parse_kind(meta(case_name + ".kind"));
-    mask.q_offset = std::stoll(meta(case_name + ".q_offset"));
-    mask.prefix_len = std::stoll(meta(case_name + ".prefix_len"));
+    mask.q_offset = meta_int(case_name + ".q_offset");
+    mask.prefix_len = meta_int(case_name + ".prefix_len");
     const double scale = std::stod(meta(case_name + ".scale"));
     if (const Tensor* kp = find(key + ".mask.key_padding")) mask.key_padding = *kp;
     if (const Tensor* seg = find(key + ".mask.segment_ids")) mask.segment_ids = *seg;
-    Tensor q = get(key + ".in.q").clone().set_requires_grad();
-    Tensor k = get(key + ".in.k").clone().set_requires_grad();
-    Tensor v = get(key + ".in.v").clone().set_requires_grad();
-    const bool has_bias = find(key + ".in.bias") != nullptr;
-    if (has_bias) mask.bias = get(key + ".in.bias").clone().set_requires_grad();
+    std::vector<std::string> inputs = {"q", "k", "v"};
+    if (find(key + ".in.bias") != nullptr) inputs.push_back("bias");  // a leaf like q, k, v
 
-    Tensor out = reference_path() ? ops::attention_reference(q, k, v, mask, scale)
-                                  : ops::attention(q, k, v, mask, scale);
     // f32: both sides round in f32 (sums over D and Tk in different orders), ~1e-6 absolute on
     // O(1) values; f64: agreement to rounding.
     const double rtol = f64() ? 1e-10 : 1e-5, atol = f64() ? 1e-11 : 1e-5;
-    EXPECT_TRUE(all_close(out, get(key + ".out"), rtol, atol)) << "out";
-    out.backward(get(key + ".gout"));
-    EXPECT_TRUE(all_close(q.grad(), get(key + ".grad.q"), rtol, 3 * atol)) << "grad q";
-    EXPECT_TRUE(all_close(k.grad(), get(key + ".grad.k"), rtol, 3 * atol)) << "grad k";
-    EXPECT_TRUE(all_close(v.grad(), get(key + ".grad.v"), rtol, 3 * atol)) << "grad v";
-    if (has_bias) {
-      EXPECT_TRUE(all_close(mask.bias.grad(), get(key + ".grad.bias"), rtol, 3 * atol))
-          << "grad bias";
-    }
+    test::OpCheck how(rtol, atol);
+    how.grad_atol = 3 * atol;
+    auto run = [&](const std::vector<Tensor>& in) {
+      ops::AttentionMask m = mask;
+      if (in.size() > 3) m.bias = in[3];
+      return reference_path() ? ops::attention_reference(in[0], in[1], in[2], m, scale)
+                              : ops::attention(in[0], in[1], in[2], m, scale);
+    };
+    check(key, inputs, run, how);
   }
-
-  static io::SafetensorsFile file_;
 };
-
-io::SafetensorsFile AttentionRef::file_;
 
 TEST_P(AttentionRef, AllCasesMatchPyTorch) {
   std::stringstream cases(meta("cases"));

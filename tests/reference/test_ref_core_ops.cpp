@@ -4,43 +4,16 @@
 #include <functional>
 #include <map>
 
-#include "common/test_util.h"
-#include "metalm/io/safetensors.h"
+#include "common/reference_file.h"
 #include "metalm/ops/ops.h"
 
 using namespace metalm;
-using metalm::test::all_close;
 
 namespace {
 
-class CoreOpsRef : public ::testing::Test {
+class CoreOpsRef : public test::ReferenceTest<> {
  protected:
-  static void SetUpTestSuite() {
-    std::string dir = metalm::test::reference_dir();
-    if (!dir.empty()) data_ = io::load_safetensors(dir + "/core_ops.safetensors").tensors;
-  }
-  void SetUp() override {
-    if (data_.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
-  }
-  const Tensor& get(const std::string& key) {
-    auto it = data_.find(key);
-    if (it == data_.end()) throw std::runtime_error("missing reference tensor " + key);
-    return it->second;
-  }
-  // Runs fn on the case's inputs (as leaves), backpropagates gout, compares out and grads.
-  void check(const std::string& name, const std::vector<std::string>& input_names,
-             const std::function<Tensor(const std::vector<Tensor>&)>& fn, double rtol = 1e-5,
-             double atol = 1e-6) {
-    std::vector<Tensor> inputs;
-    for (const auto& n : input_names) inputs.push_back(get(name + ".in." + n).clone().set_requires_grad());
-    Tensor out = fn(inputs);
-    EXPECT_TRUE(all_close(out, get(name + ".out"), rtol, atol)) << name << " output";
-    out.backward(get(name + ".gout"));
-    for (size_t i = 0; i < inputs.size(); ++i)
-      EXPECT_TRUE(all_close(inputs[i].grad(), get(name + ".grad." + input_names[i]), rtol, atol))
-          << name << " grad of " << input_names[i];
-  }
-  static inline TensorMap data_;
+  CoreOpsRef() : ReferenceTest("core_ops") {}
 };
 
 }  // namespace
@@ -56,7 +29,7 @@ TEST_F(CoreOpsRef, Activations) {
     // exp reaches e^6: relative tolerance carries it. atol: for x << 0 PyTorch's f32 gelu and
     // gelu_tanh cancel in 1 + erf / 1 + tanh and are off by ~2e-6 absolute (ours do not cancel;
     // the unit tests check them against f64 with atol 1e-6).
-    check("act_" + name, {"x"}, [fn](auto& in) { return fn(in[0]); }, 2e-6, 5e-6);
+    check("act_" + name, {"x"}, [fn](auto& in) { return fn(in[0]); }, {2e-6, 5e-6});
   }
 }
 
@@ -77,9 +50,9 @@ TEST_F(CoreOpsRef, MatmulAndLinear) {
       {"mm_decode", {false, true}}};
   for (const auto& [name, t] : mm) {
     auto [ta, tb] = t;
-    check(name, {"a", "b"}, [ta, tb](auto& in) { return ops::matmul(in[0], in[1], ta, tb); }, 1e-5,
-          1e-5);
+    check(name, {"a", "b"}, [ta, tb](auto& in) { return ops::matmul(in[0], in[1], ta, tb); },
+          {1e-5, 1e-5});
   }
-  check("linear", {"x", "w", "b"}, [](auto& in) { return ops::linear(in[0], in[1], in[2]); }, 1e-5,
-        1e-5);
+  check("linear", {"x", "w", "b"}, [](auto& in) { return ops::linear(in[0], in[1], in[2]); },
+        {1e-5, 1e-5});
 }

@@ -6,45 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "common/test_util.h"
-#include "metalm/io/safetensors.h"
+#include "common/reference_file.h"
 #include "metalm/ops/ops.h"
 
 using namespace metalm;
-using metalm::test::all_close;
 
 namespace {
 
-class IndexShapeVisionRef : public ::testing::Test {
+class IndexShapeVisionRef : public test::ReferenceTest<> {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = metalm::test::reference_dir();
-    if (!dir.empty()) data_ = io::load_safetensors(dir + "/index_shape_vision.safetensors").tensors;
-  }
-  void SetUp() override {
-    if (data_.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
-  }
-  static const Tensor& get(const std::string& key) {
-    auto it = data_.find(key);
-    if (it == data_.end()) throw std::runtime_error("missing reference tensor " + key);
-    return it->second;
-  }
-  // Runs fn on the case's float inputs (as leaves), backpropagates gout, compares out and the
-  // gradient of every input.
-  void check(const std::string& name, const std::vector<std::string>& input_names,
-             const std::function<Tensor(const std::vector<Tensor>&)>& fn, double rtol = 1e-5,
-             double atol = 1e-6) {
-    std::vector<Tensor> inputs;
-    for (const auto& n : input_names)
-      inputs.push_back(get(name + ".in." + n).clone().set_requires_grad());
-    Tensor out = fn(inputs);
-    EXPECT_TRUE(all_close(out, get(name + ".out"), rtol, atol)) << name << " output";
-    out.backward(get(name + ".gout"));
-    for (size_t i = 0; i < inputs.size(); ++i)
-      EXPECT_TRUE(all_close(inputs[i].grad(), get(name + ".grad." + input_names[i]), rtol, atol))
-          << name << " grad of " << input_names[i];
-  }
-  static inline TensorMap data_;
+  IndexShapeVisionRef() : ReferenceTest("index_shape_vision") {}
 };
 
 }  // namespace
@@ -78,12 +49,10 @@ TEST_F(IndexShapeVisionRef, ConcatStackSplit) {
 // Sums of 192 (P = 8) and 768 (P = 16) products per output, and of B * N rows for the weight
 // gradient: f32 GEMM (oneDNN vs MKL-DNN in torch) differs in summation order.
 TEST_F(IndexShapeVisionRef, PatchifyMatchesConv2d) {
-  check(
-      "patch8", {"images", "weight", "bias"},
-      [](auto& in) { return ops::patchify(in[0], in[1], in[2], 8); }, 1e-5, 1e-5);
-  check(
-      "patch16_nobias", {"images", "weight"},
-      [](auto& in) { return ops::patchify(in[0], in[1], Tensor(), 16); }, 1e-5, 1e-5);
+  check("patch8", {"images", "weight", "bias"},
+        [](auto& in) { return ops::patchify(in[0], in[1], in[2], 8); }, {1e-5, 1e-5});
+  check("patch16_nobias", {"images", "weight"},
+        [](auto& in) { return ops::patchify(in[0], in[1], Tensor(), 16); }, {1e-5, 1e-5});
 }
 
 TEST_F(IndexShapeVisionRef, MeanPoolWithMask) {

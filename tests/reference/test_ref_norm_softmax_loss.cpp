@@ -3,29 +3,26 @@
 // fast path and on the reference path.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "common/test_util.h"
-#include "metalm/io/safetensors.h"
+#include "common/reference_file.h"
 #include "metalm/ops/ops.h"
 
 using namespace metalm;
-using metalm::test::all_close;
 
 namespace {
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-class NormSoftmaxLossRef : public ::testing::TestWithParam<std::tuple<bool, bool>> {
+class NormSoftmaxLossRef
+    : public test::ReferenceTest<::testing::TestWithParam<std::tuple<bool, bool>>> {
  protected:
-  static void SetUpTestSuite() {
-    std::string dir = metalm::test::reference_dir();
-    if (!dir.empty()) data_ = io::load_safetensors(dir + "/norm_softmax_loss.safetensors").tensors;
-  }
+  NormSoftmaxLossRef() : ReferenceTest("norm_softmax_loss") {}
   void SetUp() override {
-    if (data_.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
+    ReferenceTest::SetUp();
+    if (IsSkipped()) return;
     mode_ = std::make_unique<ops::ReferenceGuard>(reference());
   }
   void TearDown() override { mode_.reset(); }
@@ -34,38 +31,17 @@ class NormSoftmaxLossRef : public ::testing::TestWithParam<std::tuple<bool, bool
   bool reference() const { return std::get<0>(GetParam()); }
   bool f64() const { return std::get<1>(GetParam()); }
 
-  const Tensor& get(const std::string& key) {
-    auto it = data_.find(key);
-    if (it == data_.end()) throw std::runtime_error("missing reference tensor " + key);
-    return it->second;
-  }
-
-  // Runs fn on the case's inputs (the `grads` ones as leaves, the rest as constants),
-  // backpropagates gout, and compares out and the gradients. Scalars are stored as [1].
+  // The case in this test's dtype, with the `grads` inputs as leaves and the rest as constants.
+  // Scalars are stored as [1].
   void check(const std::string& case_name, const std::vector<std::string>& names,
-             const std::vector<std::string>& grads, const Fn& fn) {
-    const std::string name = (f64() ? "f64." : "") + case_name;
-    SCOPED_TRACE(name);
-    std::vector<Tensor> in;
-    for (const auto& n : names) {
-      Tensor t = get(name + ".in." + n).clone();
-      if (std::find(grads.begin(), grads.end(), n) != grads.end()) t.set_requires_grad();
-      in.push_back(t);
-    }
+             const std::vector<std::string>& grads, const test::OpFn& fn) {
     // f32: ~1e-5 relative (summation order); f64: agreement to rounding.
-    const double rtol = f64() ? 1e-10 : 1e-5, atol = f64() ? 1e-12 : 1e-6;
-    Tensor out = fn(in);
-    const Tensor& want = get(name + ".out");
-    EXPECT_TRUE(all_close(out.reshape(want.shape()), want, rtol, atol)) << "output";
-    out.backward(get(name + ".gout").reshape(out.shape()));
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (!in[i].requires_grad()) continue;
-      EXPECT_TRUE(all_close(in[i].grad(), get(name + ".grad." + names[i]), rtol, atol))
-          << "gradient of " << names[i];
-    }
+    test::OpCheck how = f64() ? test::OpCheck(1e-10, 1e-12) : test::OpCheck(1e-5, 1e-6);
+    for (const auto& n : names)
+      if (std::find(grads.begin(), grads.end(), n) == grads.end()) how.constants.push_back(n);
+    how.reshape = true;
+    ReferenceTest::check((f64() ? "f64." : "") + case_name, names, fn, how);
   }
-
-  static inline TensorMap data_;
 };
 
 ops::CrossEntropyOptions ce_options(ops::Reduction red, double smoothing,

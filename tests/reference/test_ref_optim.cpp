@@ -1,8 +1,8 @@
 // AdamW, SGD and clip_grad_norm against torch.optim on a 10-step trajectory.
 #include <gtest/gtest.h>
 
+#include "common/reference_file.h"
 #include "common/test_util.h"
-#include "metalm/io/safetensors.h"
 #include "metalm/train/optim.h"
 
 using namespace metalm;
@@ -10,17 +10,17 @@ using metalm::test::all_close;
 
 namespace {
 
-TensorMap load() {
-  std::string dir = metalm::test::reference_dir();
-  if (dir.empty()) return {};
-  return io::load_safetensors(dir + "/optim.safetensors").tensors;
-}
+class OptimRef : public test::ReferenceTest<> {
+ protected:
+  OptimRef() : ReferenceTest("optim") {}
+  void run_trajectory(const std::string& name) const;
+};
 
 void set_grad(const Tensor& p, const Tensor& g) { p.impl().grad = g.clone().impl_ptr(); }
 
-void run_trajectory(const TensorMap& d, const std::string& name) {
-  Tensor w = d.at(name + ".init.w").clone().set_requires_grad();
-  Tensor b = d.at(name + ".init.b").clone().set_requires_grad();
+void OptimRef::run_trajectory(const std::string& name) const {
+  Tensor w = get(name + ".init.w").clone().set_requires_grad();
+  Tensor b = get(name + ".init.b").clone().set_requires_grad();
   std::vector<train::ParamGroup> groups(2);
   groups[0].params = {w};
   groups[0].weight_decay = 0.1;
@@ -32,36 +32,30 @@ void run_trajectory(const TensorMap& d, const std::string& name) {
     opt = std::make_unique<train::SGD>(groups, train::SGDOptions{5e-2, 0.9});
   for (int step = 0; step < 10; ++step) {
     std::string s = name + ".step" + std::to_string(step);
-    set_grad(w, d.at(s + ".gw"));
-    set_grad(b, d.at(s + ".gb"));
+    set_grad(w, get(s + ".gw"));
+    set_grad(b, get(s + ".gb"));
     opt->step();
-    EXPECT_TRUE(all_close(w, d.at(s + ".w"), 1e-5, 1e-6)) << s;
-    EXPECT_TRUE(all_close(b, d.at(s + ".b"), 1e-5, 1e-6)) << s;
+    EXPECT_TRUE(all_close(w, get(s + ".w"), 1e-5, 1e-6)) << s;
+    EXPECT_TRUE(all_close(b, get(s + ".b"), 1e-5, 1e-6)) << s;
   }
 }
 
 }  // namespace
 
-TEST(OptimRef, AdamWTrajectoryMatchesTorch) {
-  TensorMap d = load();
-  if (d.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
-  run_trajectory(d, "adamw");
+TEST_F(OptimRef, AdamWTrajectoryMatchesTorch) {
+  run_trajectory("adamw");
 }
 
-TEST(OptimRef, SgdMomentumTrajectoryMatchesTorch) {
-  TensorMap d = load();
-  if (d.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
-  run_trajectory(d, "sgd");
+TEST_F(OptimRef, SgdMomentumTrajectoryMatchesTorch) {
+  run_trajectory("sgd");
 }
 
-TEST(OptimRef, ClipGradNormMatchesTorch) {
-  TensorMap d = load();
-  if (d.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
+TEST_F(OptimRef, ClipGradNormMatchesTorch) {
   Tensor p0 = Tensor::zeros({5, 4}).set_requires_grad(), p1 = Tensor::zeros({7}).set_requires_grad();
-  set_grad(p0, d.at("clip.grad0"));
-  set_grad(p1, d.at("clip.grad1"));
+  set_grad(p0, get("clip.grad0"));
+  set_grad(p1, get("clip.grad1"));
   double norm = train::clip_grad_norm({p0, p1}, 1.5);
-  EXPECT_NEAR(norm, d.at("clip.norm").item<double>(), 1e-5 * norm);
-  EXPECT_TRUE(all_close(p0.grad(), d.at("clip.clipped0"), 1e-5, 1e-7));
-  EXPECT_TRUE(all_close(p1.grad(), d.at("clip.clipped1"), 1e-5, 1e-7));
+  EXPECT_NEAR(norm, get("clip.norm").item<double>(), 1e-5 * norm);
+  EXPECT_TRUE(all_close(p0.grad(), get("clip.clipped0"), 1e-5, 1e-7));
+  EXPECT_TRUE(all_close(p1.grad(), get("clip.clipped1"), 1e-5, 1e-7));
 }

@@ -27,8 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "common/reference_file.h"
 #include "common/test_util.h"
-#include "metalm/io/safetensors.h"
 #include "metalm/nn/positions.h"
 #include "metalm/ops/ops.h"
 
@@ -45,30 +45,10 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-class PositionsRef : public ::testing::Test {
+class PositionsRef : public test::ReferenceTest<> {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = metalm::test::reference_dir();
-    if (!dir.empty()) file_ = io::load_safetensors(dir + "/positions.safetensors");
-  }
-  void SetUp() override {
-    if (file_.tensors.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
-  }
-  static const Tensor& get(const std::string& key) {
-    auto it = file_.tensors.find(key);
-    if (it == file_.tensors.end()) throw std::runtime_error("missing reference tensor " + key);
-    return it->second;
-  }
-  static const std::string& meta(const std::string& key) {
-    auto it = file_.metadata.find(key);
-    if (it == file_.metadata.end()) throw std::runtime_error("missing reference metadata " + key);
-    return it->second;
-  }
-  static int64_t meta_int(const std::string& key) { return std::stoll(meta(key)); }
-
-  static io::SafetensorsFile file_;
+  PositionsRef() : ReferenceTest("positions") {}
 };
-io::SafetensorsFile PositionsRef::file_;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/reference_file.h"
 #include "common/test_util.h"
 #include "metalm/io/safetensors.h"
 
@@ -17,26 +18,22 @@ using namespace metalm;
 
 namespace {
 
-class SafetensorsRef : public ::testing::Test {
+class SafetensorsRef : public test::ReferenceTest<> {
  protected:
+  SafetensorsRef() : ReferenceTest("safetensors_torch") {}
   static void SetUpTestSuite() {
     const std::string dir = metalm::test::reference_dir();
     if (dir.empty()) return;
-    file_ = io::load_safetensors(dir + "/safetensors_torch.safetensors");
     std::ifstream side(dir + "/safetensors_torch.json");
     side_ = nlohmann::json::parse(side);
   }
-  void SetUp() override {
-    if (file_.tensors.empty()) GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
+  // The tensor, which must have this dtype and shape.
+  const Tensor& get(const std::string& name, DType dtype, const Shape& shape) const {
+    const Tensor& t = ReferenceTest::get(name);
+    EXPECT_EQ(t.dtype(), dtype) << name;
+    EXPECT_EQ(t.shape(), shape) << name;
+    return t;
   }
-  static const Tensor& get(const std::string& name, DType dtype, const Shape& shape) {
-    auto it = file_.tensors.find(name);
-    if (it == file_.tensors.end()) throw std::runtime_error("missing reference tensor " + name);
-    EXPECT_EQ(it->second.dtype(), dtype) << name;
-    EXPECT_EQ(it->second.shape(), shape) << name;
-    return it->second;
-  }
-  static inline io::SafetensorsFile file_;
   static inline nlohmann::json side_;
 };
 
@@ -104,17 +101,19 @@ TEST_F(SafetensorsRef, SeededRandomTensorsMatchSideFile) {
 }
 
 TEST_F(SafetensorsRef, MetadataAndResaveRoundTrip) {
-  EXPECT_EQ(file_.metadata.at("format"), "pt");
-  EXPECT_EQ(file_.metadata.at("producer"), "ref_safetensors.py");
-  EXPECT_TRUE(file_.metadata.count("torch"));
+  const io::Metadata& metadata = ref().metadata();
+  const TensorMap& tensors = ref().tensors();
+  EXPECT_EQ(metadata.at("format"), "pt");
+  EXPECT_EQ(metadata.at("producer"), "ref_safetensors.py");
+  EXPECT_TRUE(metadata.count("torch"));
   // What metalm writes back reads the same, bit for bit.
   const std::string out = ::testing::TempDir() + "metalm_ref_resave.safetensors";
-  io::save_safetensors(out, file_.tensors, file_.metadata);
+  io::save_safetensors(out, tensors, metadata);
   io::SafetensorsFile back = io::load_safetensors(out);
   std::remove(out.c_str());
-  EXPECT_EQ(back.metadata, file_.metadata);
-  ASSERT_EQ(back.tensors.size(), file_.tensors.size());
-  for (const auto& [name, t] : file_.tensors) {
+  EXPECT_EQ(back.metadata, metadata);
+  ASSERT_EQ(back.tensors.size(), tensors.size());
+  for (const auto& [name, t] : tensors) {
     const Tensor& b = back.tensors.at(name);
     EXPECT_EQ(b.dtype(), t.dtype()) << name;
     EXPECT_EQ(b.shape(), t.shape()) << name;

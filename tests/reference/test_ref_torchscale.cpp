@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "common/reference_file.h"
 #include "common/test_util.h"
-#include "metalm/io/safetensors.h"
 #include "metalm/models/stack.h"
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/ops.h"
@@ -48,25 +48,11 @@ nn::StackRole parse_role(const std::string& s) {
   return nn::StackRole::encdec_decoder;
 }
 
-struct Case {
-  io::SafetensorsFile file;
-  const Tensor& get(const std::string& key) const {
-    auto it = file.tensors.find(key);
-    if (it == file.tensors.end()) throw std::runtime_error("missing reference tensor " + key);
-    return it->second;
-  }
-  Tensor opt(const std::string& key) const {
-    auto it = file.tensors.find(key);
-    return it == file.tensors.end() ? Tensor() : it->second;
-  }
-  const std::string& meta(const std::string& key) const { return file.metadata.at(key); }
-  TensorMap state() const {
-    TensorMap s;
-    for (const auto& [k, v] : file.tensors)
-      if (k.rfind("state.", 0) == 0) s.emplace(k.substr(6), v);
-    return s;
-  }
-};
+// A tensor the case may lack (dock features, encoder output, masks): undefined when absent.
+Tensor opt(const test::ReferenceFile& c, const std::string& key) {
+  const Tensor* t = c.find(key);
+  return t ? *t : Tensor();
+}
 
 // The model of a case, built from its config and loaded with its PyTorch weights.
 struct Built {
@@ -75,7 +61,7 @@ struct Built {
   nn::Module& module() { return enc ? static_cast<nn::Module&>(*enc) : *dec; }
 };
 
-Built build(const Case& c) {
+Built build(const test::ReferenceFile& c) {
   Built b;
   const auto j = nlohmann::json::parse(c.meta("config"));
   models::StackOptions so;
@@ -92,40 +78,33 @@ Built build(const Case& c) {
     tied = cfg.share_input_output_embed;
     b.dec = std::make_unique<models::Decoder>(cfg, gen, so);
   }
-  b.module().load_state_dict(models::drop_tied_output_projection(c.state(), tied), true);
+  b.module().load_state_dict(models::drop_tied_output_projection(c.with_prefix("state."), tied),
+                             true);
   return b;
 }
 
-class TorchScaleRef : public ::testing::TestWithParam<std::string> {
+// The file of the case GetParam().
+class TorchScaleRef : public test::ReferenceTest<::testing::TestWithParam<std::string>> {
  protected:
-  void SetUp() override {
-    if (metalm::test::reference_dir().empty())
-      GTEST_SKIP() << "METALM_REF_DIR not set (run through ctest)";
-  }
-  static Case load(const std::string& name) {
-    Case c;
-    c.file = io::load_safetensors(metalm::test::reference_dir() + "/torchscale_" + name +
-                                  ".safetensors");
-    return c;
-  }
+  TorchScaleRef() : ReferenceTest("torchscale_" + GetParam()) {}
 };
 
 TEST_P(TorchScaleRef, ForwardBackwardMatch) {
   const std::string name = GetParam();
-  const Case c = load(name);
+  const test::ReferenceFile& c = ref();
   Built b = build(c);
   const bool big = name == "dec_stack4";
   const double rtol = big ? 1e-4 : 1e-5;
 
-  Tensor dock_features = c.opt("in.dock_features"), encoder_out = c.opt("in.encoder_out");
+  Tensor dock_features = opt(c, "in.dock_features"), encoder_out = opt(c, "in.encoder_out");
   if (dock_features.defined()) dock_features = dock_features.clone().set_requires_grad(true);
   if (encoder_out.defined()) encoder_out = encoder_out.clone().set_requires_grad(true);
   Tensor out;
   if (b.enc) {
     models::StackInputs in;
     in.tokens = c.get("in.tokens");
-    in.padding = c.opt("in.padding_mask");
-    in.dock_mask = c.opt("in.dock_mask");
+    in.padding = opt(c, "in.padding_mask");
+    in.dock_mask = opt(c, "in.dock_mask");
     in.dock_features = dock_features;
     in.route = {std::stoll(c.meta("split")), c.meta("vl") == "1"};
     auto r = b.enc->forward(in);
@@ -133,10 +112,10 @@ TEST_P(TorchScaleRef, ForwardBackwardMatch) {
   } else {
     models::StackInputs in;
     in.tokens = c.get("in.tokens");
-    in.dock_mask = c.opt("in.dock_mask");
+    in.dock_mask = opt(c, "in.dock_mask");
     in.dock_features = dock_features;
     in.encoder_out = encoder_out;
-    in.encoder_padding = c.opt("in.encoder_padding");
+    in.encoder_padding = opt(c, "in.encoder_padding");
     auto r = b.dec->forward(in);
     out = r.logits.defined() ? r.logits : r.features;
   }
@@ -157,7 +136,7 @@ TEST_P(TorchScaleRef, ForwardBackwardMatch) {
   }
   // Every gradient PyTorch wrote has a C++ parameter (strict loading checked the names too).
   int ref_grads = 0;
-  for (const auto& [k, v] : c.file.tensors)
+  for (const auto& [k, v] : c.tensors())
     if (k.rfind("grad.", 0) == 0 && k.rfind("grad.in.", 0) != 0) ++ref_grads;
   EXPECT_EQ(checked, ref_grads) << name;
   if (dock_features.defined()) {
@@ -187,12 +166,10 @@ TEST(TorchScaleRefStateDict, CaseListMatchesPython) {
 // A strict load of a TorchScale state dict with one missing, one extra and one mis-shaped tensor
 // fails with a message naming each of them.
 TEST(TorchScaleRefStateDict, StrictLoadNamesEveryBadKey) {
-  const std::string dir = metalm::test::reference_dir();
-  if (dir.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
-  Case c;
-  c.file = io::load_safetensors(dir + "/torchscale_enc_multiway_split_p.safetensors");
+  const test::ReferenceFile& c = test::ReferenceFile::load("torchscale_enc_multiway_split_p");
+  if (c.empty()) GTEST_SKIP() << "METALM_REF_DIR not set";
   Built b = build(c);  // the intact state dict loads
-  TensorMap s = c.state();
+  TensorMap s = c.with_prefix("state.");
   ASSERT_EQ(s.count("layers.1.self_attn.q_proj.B.weight"), 1u);
   s.erase("layers.1.self_attn.q_proj.B.weight");
   s.emplace("layers.1.self_attn.q_proj.C.weight", Tensor::zeros({32, 32}));

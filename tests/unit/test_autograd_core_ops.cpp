@@ -11,13 +11,8 @@
 using namespace metalm;
 using metalm::test::all_close;
 using metalm::test::gradcheck;
+using metalm::test::leaf;
 using metalm::test::randn;
-
-namespace {
-Tensor leaf(const Shape& s, uint64_t seed, DType dt = DType::f64) {
-  return randn(s, seed, dt).set_requires_grad();
-}
-}  // namespace
 
 TEST(Autograd, AccumulatesAndFreesGraph) {
   Tensor x = Tensor::from_vector<double>({3}, {1, 2, 3}).set_requires_grad();

@@ -21,15 +21,13 @@
 using namespace metalm;
 using metalm::test::all_close;
 using metalm::test::gradcheck;
+using metalm::test::leaf;
 using metalm::test::randn;
+using metalm::test::ThreadCountGuard;
 
 using metalm::test::throws_with;
 
 namespace {
-
-Tensor leaf(const Shape& s, uint64_t seed, DType dt = DType::f64) {
-  return randn(s, seed, dt).set_requires_grad();
-}
 
 bool same_storage(const Tensor& a, const Tensor& b) {
   return a.impl().storage == b.impl().storage;
@@ -972,14 +970,14 @@ TEST(CoreReduce, LongRowSumsAreAccurateAndThreadCountIndependent) {
   const int64_t n = int64_t(1) << 22;
   Tensor x = Tensor::full({n}, 0.1);
   const double exact = static_cast<double>(0.1f) * static_cast<double>(n);
-  const int threads = omp_get_max_threads();
+  const ThreadCountGuard threads;  // restores the count if a check throws
   omp_set_num_threads(1);
   const float one = ops::sum(x).item<float>();
   Tensor rows_one = ops::sum(x.reshape({2, n / 2}), {1});
-  omp_set_num_threads(std::max(threads, 2));
+  omp_set_num_threads(std::max(threads.saved, 2));
   const float many = ops::sum(x).item<float>();
   Tensor rows_many = ops::sum(x.reshape({2, n / 2}), {1});
-  omp_set_num_threads(threads);
+  omp_set_num_threads(threads.saved);
   EXPECT_NEAR(one, exact, exact * 1e-7);
   EXPECT_EQ(one, many);
   EXPECT_TRUE(all_close(rows_one, rows_many, 0, 0));
@@ -1011,12 +1009,12 @@ TEST(CoreOptim, GradNormAccumulatesInF64AndIsThreadCountIndependent) {
   double want = 0;
   for (float v : gv) want += static_cast<double>(v) * static_cast<double>(v);
   want = std::sqrt(want + 5 * 4.0);
-  const int threads = omp_get_max_threads();
+  const ThreadCountGuard threads;  // restores the count if a check throws
   omp_set_num_threads(1);
   const double one = train::grad_norm({p, q});
-  omp_set_num_threads(std::max(threads, 2));
+  omp_set_num_threads(std::max(threads.saved, 2));
   const double many = train::grad_norm({p, q});
-  omp_set_num_threads(threads);
+  omp_set_num_threads(threads.saved);
   EXPECT_NEAR(one, want, want * 1e-9);  // an f32 running sum is off by far more
   EXPECT_EQ(one, many);  // bitwise: the summation order does not depend on the thread count
   Tensor no_grad_param = Tensor::zeros({3}).set_requires_grad();

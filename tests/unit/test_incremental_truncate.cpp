@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/test_util.h"
+#include "common/tiny_stacks.h"
 #include "metalm/autograd/autograd.h"
 #include "metalm/models/stack.h"
 #include "metalm/nn/transformer.h"
@@ -31,19 +32,9 @@ void PrintTo(const TruncateCase& c, std::ostream* os) {
 
 class Truncate : public ::testing::TestWithParam<TruncateCase> {};
 
-Tensor tokens_from(const std::vector<int64_t>& ids) {
-  return Tensor::from_vector<int64_t>({1, static_cast<int64_t>(ids.size())}, ids);
-}
-
 TEST_P(Truncate, ContinuesLikeAFreshForwardOfTheKeptPrefix) {
   const TruncateCase c = GetParam();
-  nn::DecoderConfig cfg;
-  cfg.embed_dim = 32;
-  cfg.attention_heads = 4;
-  cfg.ffn_embed_dim = 64;
-  cfg.layers = 3;
-  cfg.vocab_size = 50;
-  cfg.max_positions = 64;
+  nn::DecoderConfig cfg = test::tiny_decoder(3, 64);
   if (c.xpos_relbias) {
     cfg.xpos_rel_pos = true;
     cfg.xpos_scale_base = 64;
@@ -55,13 +46,7 @@ TEST_P(Truncate, ContinuesLikeAFreshForwardOfTheKeptPrefix) {
   models::Decoder dec(cfg, gen,
                   {c.cross ? nn::StackRole::encdec_decoder : nn::StackRole::decoder_only,
                    c.cross ? 2 : 0, nullptr});
-  {
-    // Random LayerNorm affines and biases too, so no layer is close to the identity.
-    NoGradGuard ng;
-    Generator g(32);
-    for (auto& [name, p] : dec.named_parameters())
-      copy_into(p, p.detach() + g.normal(p.shape(), 0.0, 0.1, p.dtype()));
-  }
+  test::randomise(dec, 32);  // LayerNorm affines and biases too: no layer is near the identity
   dec.eval();
   NoGradGuard ng;
   // Only the first incremental call reads encoder_out; later calls get another one, which the
@@ -71,7 +56,7 @@ TEST_P(Truncate, ContinuesLikeAFreshForwardOfTheKeptPrefix) {
 
   auto full_logits = [&](const std::vector<int64_t>& seq) {
     models::StackInputs in;
-    in.tokens = tokens_from(seq);
+    in.tokens = test::token_row(seq);
     if (c.cross) in.encoder_out = enc;
     return dec.forward(in).logits;  // [1, T, V]
   };
@@ -80,7 +65,7 @@ TEST_P(Truncate, ContinuesLikeAFreshForwardOfTheKeptPrefix) {
   // Feeds `ids` as one chunk and checks its logits against the full forward of seq + ids.
   auto step = [&](const std::vector<int64_t>& ids, const std::string& what) {
     models::StackInputs in;
-    in.tokens = tokens_from(ids);
+    in.tokens = test::token_row(ids);
     if (c.cross) in.encoder_out = first_call ? enc : ignored;
     in.state = &state;
     first_call = false;

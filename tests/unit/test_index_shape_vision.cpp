@@ -15,15 +15,13 @@
 using namespace metalm;
 using metalm::test::all_close;
 using metalm::test::gradcheck;
+using metalm::test::leaf;
 using metalm::test::randn;
+using metalm::test::ThreadCountGuard;
 
 using metalm::test::throws_with;
 
 namespace {
-
-Tensor leaf(const Shape& s, uint64_t seed, DType dt = DType::f64) {
-  return randn(s, seed, dt).set_requires_grad();
-}
 
 Tensor ids_of(const Shape& s, const std::vector<int64_t>& v) {
   return Tensor::from_vector<int64_t>(s, v);
@@ -32,12 +30,6 @@ Tensor ids_of(const Shape& s, const std::vector<int64_t>& v) {
 Tensor mask_of(const Shape& s, const std::vector<uint8_t>& v) {
   return Tensor::from_vector<uint8_t>(s, v);
 }
-
-// Restores the OpenMP thread count when a test changes it.
-struct ThreadCountGuard {
-  int saved = omp_get_max_threads();
-  ~ThreadCountGuard() { omp_set_num_threads(saved); }
-};
 
 // Bitwise equality of two tensors' values.
 bool same_bits(const Tensor& a, const Tensor& b) {

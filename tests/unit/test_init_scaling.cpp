@@ -196,26 +196,32 @@ void set_norm(Config& cfg, bool& normalize_before, Norm norm) {
   EXPECT_EQ(cfg.subln, norm == Norm::subln);
 }
 
-// Width 64 and three layers make the pooled groups large enough for tight statistics. The
-// encoder-only stack is multiway (BEiT-3): every expert copy is scaled too. Both stacks have a
-// relative position bias, learned positions and an output projection, so every kind of
-// parameter is drawn.
+// Width 64 and three layers (not the tiny_config of common/tiny_stacks.h) make the pooled groups
+// large enough for tight statistics. Both stacks have a relative position bias, learned
+// positions and an output projection, so every kind of parameter is drawn.
+template <typename Config>
+Config stack_config(int64_t layers, bool bert_init) {
+  Config cfg;
+  cfg.embed_dim = kDim;
+  cfg.attention_heads = kHeads;
+  cfg.ffn_embed_dim = kFfn;
+  cfg.layers = layers;
+  cfg.vocab_size = kVocab;
+  cfg.padding_idx = kPad;
+  cfg.max_positions = 32;
+  cfg.rel_pos_buckets = 16;
+  cfg.max_rel_pos = 32;
+  cfg.bert_init = bert_init;
+  return cfg;
+}
+
+// The encoder-only stack is multiway (BEiT-3): every expert copy is scaled too.
 Stack build_stack(const StackCase& c, uint64_t seed) {
   Generator gen(seed);
   Stack s;
   if (is_encoder(c.role)) {
-    nn::EncoderConfig cfg;
-    cfg.embed_dim = kDim;
-    cfg.attention_heads = kHeads;
-    cfg.ffn_embed_dim = kFfn;
-    cfg.layers = kEncoderLayers;
-    cfg.vocab_size = kVocab;
-    cfg.padding_idx = kPad;
-    cfg.max_positions = 32;
-    cfg.rel_pos_buckets = 16;
-    cfg.max_rel_pos = 32;
+    auto cfg = stack_config<nn::EncoderConfig>(kEncoderLayers, c.bert_init);
     cfg.multiway = c.role == StackRole::encoder_only;
-    cfg.bert_init = c.bert_init;
     set_norm(cfg, cfg.normalize_before, c.norm);
     const int64_t other = c.role == StackRole::encdec_encoder ? kDecoderLayers : 0;
     auto enc = std::make_unique<models::Encoder>(cfg, gen, models::StackOptions{c.role, other, nullptr});
@@ -223,17 +229,7 @@ Stack build_stack(const StackCase& c, uint64_t seed) {
     for (auto& l : enc->layers) s.alphas.push_back(l->options.alpha);
     s.module = std::move(enc);
   } else {
-    nn::DecoderConfig cfg;
-    cfg.embed_dim = kDim;
-    cfg.attention_heads = kHeads;
-    cfg.ffn_embed_dim = kFfn;
-    cfg.layers = kDecoderLayers;
-    cfg.vocab_size = kVocab;
-    cfg.padding_idx = kPad;
-    cfg.max_positions = 32;
-    cfg.rel_pos_buckets = 16;
-    cfg.max_rel_pos = 32;
-    cfg.bert_init = c.bert_init;
+    auto cfg = stack_config<nn::DecoderConfig>(kDecoderLayers, c.bert_init);
     set_norm(cfg, cfg.normalize_before, c.norm);
     const int64_t other = c.role == StackRole::encdec_decoder ? kEncoderLayers : 0;
     auto dec = std::make_unique<models::Decoder>(cfg, gen, models::StackOptions{c.role, other, nullptr});

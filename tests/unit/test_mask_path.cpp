@@ -8,11 +8,13 @@
 #include <vector>
 
 #include "common/test_util.h"
+#include "common/tiny_stacks.h"
 #include "metalm/autograd/autograd.h"
 #include "metalm/models/stack.h"
 
 using namespace metalm;
 using metalm::test::all_close;
+using metalm::test::token_row;
 
 namespace {
 
@@ -30,21 +32,11 @@ const Variant kVariants[] = {{"learned", nn::PositionKind::learned, false, false
 
 template <typename C>
 C tiny(const Variant& v) {
-  C c;
-  c.embed_dim = 32;
-  c.attention_heads = 4;
-  c.ffn_embed_dim = 64;
-  c.layers = 3;
-  c.vocab_size = 50;
-  c.max_positions = 64;
+  C c = test::tiny_config<C>(3, 64);
   c.positions = v.positions;
   c.xpos_rel_pos = v.xpos;
   if (v.rel) c.rel_pos_buckets = 16, c.max_rel_pos = 32;
   return c;
-}
-
-Tensor ids(const std::vector<int64_t>& v) {
-  return Tensor::from_vector<int64_t>({1, static_cast<int64_t>(v.size())}, v);
 }
 
 // Rows [from, to) of [1, T, V] logits.
@@ -58,7 +50,7 @@ models::StackInputs packed_inputs() {
   for (size_t i = 0; i < kA.size(); ++i) pos.push_back(static_cast<int64_t>(i)), seg.push_back(0);
   for (size_t i = 0; i < kB.size(); ++i) pos.push_back(static_cast<int64_t>(i)), seg.push_back(1);
   models::StackInputs in;
-  in.tokens = ids(tok);
+  in.tokens = token_row(tok);
   in.positions = Tensor::from_vector<int64_t>({1, 9}, pos);
   in.segment_ids = Tensor::from_vector<int64_t>({1, 9}, seg);
   return in;
@@ -78,8 +70,8 @@ TEST(MaskPath, PackedDecoderExamplesGiveTheLogitsOfEachAlone) {
     dec.eval();
     NoGradGuard ng;
     models::StackInputs a, b;
-    a.tokens = ids(kA);
-    b.tokens = ids(kB);
+    a.tokens = token_row(kA);
+    b.tokens = token_row(kB);
     const Tensor alone_a = dec.forward(a).logits, alone_b = dec.forward(b).logits;
     const Tensor packed = dec.forward(packed_inputs()).logits;
     EXPECT_TRUE(all_close(rows(packed, 0, 5), alone_a, tolerance(v), 1e-5));
@@ -100,8 +92,8 @@ TEST(MaskPath, PackedEncoderExamplesGiveTheFeaturesOfEachAlone) {
     enc.eval();
     NoGradGuard ng;
     models::StackInputs a, b;
-    a.tokens = ids(kA);
-    b.tokens = ids(kB);
+    a.tokens = token_row(kA);
+    b.tokens = token_row(kB);
     const Tensor packed = enc.forward(packed_inputs()).logits;
     EXPECT_TRUE(all_close(rows(packed, 0, 5), enc.forward(a).logits, tolerance(v), 1e-5));
     EXPECT_TRUE(all_close(rows(packed, 5, 9), enc.forward(b).logits, tolerance(v), 1e-5));
@@ -129,12 +121,12 @@ TEST(MaskPath, LeftPaddedBatchedDecodingEqualsUnpaddedSingleDecoding) {
     auto alone = [&](const std::vector<int64_t>& prompt, size_t row) {
       models::IncrementalState st(dec, 1, 16);
       models::StackInputs in;
-      in.tokens = ids(prompt);
+      in.tokens = token_row(prompt);
       in.state = &st;
       Tensor l = dec.forward(in).logits;
       std::vector<Tensor> out = {rows(l, l.size(1) - 1, l.size(1))};
       for (const auto& step : next) {
-        in.tokens = ids({step[row]});
+        in.tokens = token_row({step[row]});
         out.push_back(dec.forward(in).logits);
       }
       return out;
@@ -189,7 +181,7 @@ TEST(MaskPath, LayoutErrorsNameTheField) {
   models::Decoder dec(tiny<nn::DecoderConfig>(kVariants[0]), gen);
   NoGradGuard ng;
   models::StackInputs in;
-  in.tokens = ids({3, 4, 5});
+  in.tokens = token_row({3, 4, 5});
   in.positions = Tensor::zeros({1, 2}, DType::i64);
   EXPECT_TRUE(test::throws_with<ShapeError>([&] { dec.forward(in); }, "[stack] positions must be [1, 3]"));
   in.positions = Tensor::zeros({1, 3}, DType::f32);
@@ -224,7 +216,7 @@ TEST(MaskPath, PrefixBlockSeesTheWholePrefix) {
   dec.eval();
   NoGradGuard ng;
   models::StackInputs in;
-  in.tokens = ids({3, 4, 5, 6, 7});
+  in.tokens = token_row({3, 4, 5, 6, 7});
   const Tensor causal = dec.forward(in).logits;
   in.prefix_len = 3;
   const Tensor prefix = dec.forward(in).logits;
@@ -232,7 +224,7 @@ TEST(MaskPath, PrefixBlockSeesTheWholePrefix) {
   EXPECT_FALSE(all_close(rows(prefix, 0, 1), rows(causal, 0, 1), 1e-3, 1e-3));
   // Changing a token inside the prefix's future (token 2) moves position 0 only with the prefix.
   models::StackInputs other = in;
-  other.tokens = ids({3, 4, 9, 6, 7});
+  other.tokens = token_row({3, 4, 9, 6, 7});
   EXPECT_FALSE(all_close(rows(dec.forward(other).logits, 0, 1), rows(prefix, 0, 1), 1e-3, 1e-3));
   other.prefix_len = 0;
   EXPECT_TRUE(all_close(rows(dec.forward(other).logits, 0, 1), rows(causal, 0, 1), 0, 0));

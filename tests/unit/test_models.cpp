@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/test_util.h"
+#include "common/tiny_stacks.h"
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/allocator.h"
 #include "metalm/io/safetensors.h"
@@ -19,6 +20,7 @@
 
 using namespace metalm;
 using metalm::test::all_close;
+using metalm::test::random_tokens;
 using metalm::test::throws_with;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -70,13 +72,6 @@ class ModelDirs : public ::testing::Test {
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   fs::path dir_;
 };
-
-Tensor tokens(int64_t B, int64_t T, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int64_t> v(static_cast<size_t>(B * T));
-  for (auto& t : v) t = g.randint(3, 60);
-  return Tensor::from_vector<int64_t>({B, T}, v);
-}
 
 Tensor logits_of(models::Model& m, const Tensor& ids) {
   NoGradGuard ng;
@@ -200,7 +195,7 @@ TEST_F(ModelDirs, LoadsStraightIntoTheParametersWithinTheMemoryBound) {
       merged(decoder_fields(64, 600), {{"model_type", "decoder"}}));
   auto m = models::build_model(cfg, {3, true});
   models::save_model_dir(path("m"), *m);
-  const Tensor ids = tokens(2, 7, 1);
+  const Tensor ids = random_tokens(2, 7, 60, 1);
   const Tensor want = logits_of(*m, ids);
   const size_t weights = static_cast<size_t>(m->state_bytes());
   m.reset();
@@ -292,7 +287,7 @@ TEST_F(ModelDirs, ALoadedModelDrawsTheSameDropoutAsTheSavedOne) {
   models::save_model_dir(path("m"), *m);
   auto loaded = models::load_model(path("m"), 9);
   loaded->train();
-  const Tensor ids = tokens(2, 6, 2);
+  const Tensor ids = random_tokens(2, 6, 60, 2);
   EXPECT_TRUE(all_close(logits_of(*loaded, ids), logits_of(*m, ids), 0, 0));
   auto other_seed = models::load_model(path("m"), 10);
   other_seed->train();
@@ -311,7 +306,8 @@ TEST(ComputeMode, TravelsWithEachModel) {
   a->eval();
   b->eval();
   b->compute = ops::ComputeMode{ops::MatmulPrecision::bf16, false};
-  const Tensor ids = tokens(2, 80, 3);  // > 64 queries: attention takes bf16 products too
+  // > 64 queries: attention takes bf16 products too.
+  const Tensor ids = random_tokens(2, 80, 60, 3);
   const Tensor alone_a = logits_of(*a, ids), alone_b = logits_of(*b, ids);
   EXPECT_EQ(ops::matmul_precision(), ops::MatmulPrecision::f32);
   // bf16 moves the result on CPUs with AVX512-BF16 (elsewhere it is f32 as well).

@@ -31,6 +31,7 @@ struct Case {
   std::vector<Tensor> inputs;  // float inputs are differentiated; undefined ones are passed as is
 };
 
+// t itself as a leaf (test::leaf draws a random one).
 Tensor leaf(Tensor t) {
   t.set_requires_grad(true);
   return t;
@@ -353,7 +354,7 @@ TEST(NormSoftmaxLoss, NonContiguousInputs) {
 
 // D7: the same inputs give bit-identical values and gradients for any thread count.
 TEST(NormSoftmaxLoss, DeterministicAcrossThreadCounts) {
-  const int prev = get_num_threads();
+  test::ThreadCountGuard threads_guard;
   std::vector<std::vector<float>> runs;
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
@@ -372,7 +373,6 @@ TEST(NormSoftmaxLoss, DeterministicAcrossThreadCounts) {
       for (float v : t.to_vector<float>()) all.push_back(v);
     runs.push_back(all);
   }
-  set_num_threads(prev);
   EXPECT_EQ(runs[0], runs[1]);
   EXPECT_EQ(runs[0], runs[2]);
 }

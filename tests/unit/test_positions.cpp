@@ -151,7 +151,7 @@ TEST(PositionsRelativeBias, DiagonalsAndEmpty) {
 // The table gradient is bit-identical for 1 and 2 threads (one head per thread, fixed order),
 // on a problem large enough for the parallel path.
 TEST(PositionsRelativeBias, GradientDeterministicAcrossThreads) {
-  const int prev = get_num_threads();
+  test::ThreadCountGuard threads_guard;
   Tensor grads[2];
   for (int t = 0; t < 2; ++t) {
     set_num_threads(t + 1);
@@ -161,7 +161,6 @@ TEST(PositionsRelativeBias, GradientDeterministicAcrossThreads) {
     bias.backward(randn(bias.shape(), 11));
     grads[t] = rpb.relative_attention_bias->weight.grad();
   }
-  set_num_threads(prev);
   EXPECT_TRUE(all_close(grads[0], grads[1], 0, 0));
 }
 

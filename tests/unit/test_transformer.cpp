@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/test_util.h"
+#include "common/tiny_stacks.h"
 #include "metalm/autograd/autograd.h"
 #include "metalm/models/stack.h"
 #include "metalm/nn/transformer.h"
@@ -21,46 +22,12 @@ using namespace metalm;
 using metalm::test::all_close;
 using metalm::test::gradcheck;
 using metalm::test::randn;
+using metalm::test::random_tokens;
+using metalm::test::randomise;
+using metalm::test::tiny_decoder;
+using metalm::test::tiny_encoder;
 
 namespace {
-
-nn::DecoderConfig tiny_decoder() {
-  nn::DecoderConfig c;
-  c.embed_dim = 32;
-  c.attention_heads = 4;
-  c.ffn_embed_dim = 64;
-  c.layers = 2;
-  c.vocab_size = 50;
-  c.max_positions = 128;
-  return c;
-}
-
-nn::EncoderConfig tiny_encoder() {
-  nn::EncoderConfig c;
-  c.embed_dim = 32;
-  c.attention_heads = 4;
-  c.ffn_embed_dim = 64;
-  c.layers = 2;
-  c.vocab_size = 50;
-  c.max_positions = 64;
-  return c;
-}
-
-Tensor random_tokens(int64_t B, int64_t T, int64_t vocab, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int64_t> v(static_cast<size_t>(B * T));
-  for (auto& t : v) t = g.randint(3, vocab);  // no pad (1) and no bos (0)
-  return Tensor::from_vector<int64_t>({B, T}, v);
-}
-
-// Gives every parameter a random value (LayerNorm affines and zero biases included), so that
-// tests do not pass because of the trivial 1 / 0 initialisation.
-void randomise(nn::Module& m, uint64_t seed) {
-  NoGradGuard ng;
-  Generator g(seed);
-  for (auto& [name, p] : m.named_parameters())
-    copy_into(p, p.detach() + g.normal(p.shape(), 0.0, 0.1, p.dtype()));
-}
 
 // ------------------------------------------------------------------ incremental decoding
 

@@ -330,7 +330,7 @@ class Stack(nn.Module):
                 self.output_projection.weight = self.embed_tokens.weight
 
     def forward(self, tokens, route=(-1, False), padding_mask=None, dock_mask=None,
-                dock_features=None, enc=None, enc_kpm=None):
+                dock_features=None, enc=None, enc_kpm=None, features_only=False):
         B, T = tokens.shape
         emb = self.embed_tokens(tokens)
         if dock_mask is not None:
@@ -359,7 +359,9 @@ class Stack(nn.Module):
                       enc_kpm, cross_rel)
         if self.layer_norm is not None:
             x = call(self.layer_norm, x, route)
-        return self.output_projection(x) if self.output_projection is not None else x
+        if features_only or self.output_projection is None:
+            return x
+        return self.output_projection(x)
 
 
 # ------------------------------------------------------------------ cases

@@ -12,6 +12,7 @@
 #include "apps/common.h"
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/random.h"
+#include "metalm/infer/generate.h"
 #include "metalm/models/factory.h"
 #include "metalm/models/stack.h"
 #include "metalm/ops/loss.h"
@@ -180,48 +181,16 @@ int run_toy_lm(const ToyLmOptions& o) {
               last_val, h1);
 
   if (o.sample_bytes > 0) {
-    // Sampling through the KV cache: the prompt once, then one byte per step; the window
-    // restarts when the context is full.
-    NoGradGuard ng;
-    lm.eval();
     const std::string prompt = o.prompt.empty() ? std::string("\n") : o.prompt;
     std::printf("\n--- sample (temperature %.2f) ---\n%s", o.temperature, prompt.c_str());
-    std::vector<int64_t> window;
-    for (char c : prompt) window.push_back(static_cast<uint8_t>(c));
-    if (static_cast<int64_t>(window.size()) > o.seq_len)
-      window.erase(window.begin(), window.end() - o.seq_len);
-    models::IncrementalState state(lm, 1, o.seq_len + 1);
-    std::vector<int64_t> feed = window;
-    for (int64_t i = 0; i < o.sample_bytes; ++i) {
-      if (state.length() + static_cast<int64_t>(feed.size()) > o.seq_len) {  // context full
-        state.reset();
-        window.erase(window.begin(), window.end() - o.seq_len / 2);
-        feed = window;
-      }
-      models::StackInputs in;
-      in.tokens = Tensor::from_vector<int64_t>({1, static_cast<int64_t>(feed.size())}, feed);
-      in.state = &state;
-      const Tensor logits = lm.forward(in).logits;  // [1, t, 256]
-      const std::vector<float> last =
-          logits.slice(1, logits.size(1) - 1, logits.size(1)).to_vector<float>();
-      double mx = -1e30;
-      for (float v : last) mx = std::max<double>(mx, v / o.temperature);
-      std::vector<double> p(256);
-      double z = 0;
-      for (int c = 0; c < 256; ++c) z += p[c] = std::exp(last[c] / o.temperature - mx);
-      double u = Generator::uniform_at(o.common.seed + 3, static_cast<uint64_t>(i)) * z;
-      int pick = 255;
-      for (int c = 0; c < 256; ++c) {
-        u -= p[c];
-        if (u <= 0) {
-          pick = c;
-          break;
-        }
-      }
-      window.push_back(pick);
-      feed = {pick};
-      std::putchar(pick);
-    }
+    std::vector<int64_t> ids;
+    for (char c : prompt) ids.push_back(static_cast<uint8_t>(c));
+    infer::GenerateOptions g;
+    g.max_new_tokens = o.sample_bytes;
+    g.temperature = o.temperature;
+    g.seed = o.common.seed + 3;
+    g.slide_keep = o.seq_len / 2;  // a full context restarts from its second half
+    infer::generate(lm, ids, g, [](int64_t id) { std::putchar(static_cast<int>(id)); });
     std::printf("\n--- end of sample ---\n");
   }
   return last_val < h1 ? 0 : 2;

@@ -1,0 +1,34 @@
+// Decoding from a decoder (the universal task layer) through its KV cache: the prompt once, then
+// one token per step. Greedy or temperature / top-k sampling (the task-layer issue adds beam
+// search, top-p and n-gram blocking on the same loop).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "metalm/models/stack.h"
+
+namespace metalm::infer {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  double temperature = 0.0;  // 0: greedy (argmax); > 0: sample from softmax(logits / t)
+  int64_t top_k = 0;         // > 0: sample among the k most likely only
+  uint64_t seed = 1;         // sampling draws: Generator::uniform_at(seed, step)
+  std::vector<int64_t> stop_ids;  // generation ends after emitting one of these (e.g. </s>)
+  // When the context (prompt + generated) reaches the decoder's max positions, keep the last
+  // `keep` tokens and re-read them (0: stop instead).
+  int64_t slide_keep = 0;
+};
+
+// Continues `prompt` (ids, non-empty) and returns the new ids only. on_token, if given, sees each
+// new id as it is produced (streaming output).
+std::vector<int64_t> generate(models::Decoder& decoder, const std::vector<int64_t>& prompt,
+                              const GenerateOptions& options,
+                              const std::function<void(int64_t)>& on_token = {});
+
+// The choice of one step from a row of logits (exposed for tests).
+int64_t pick_token(const float* logits, int64_t vocab, const GenerateOptions& options,
+                   uint64_t step);
+
+}  // namespace metalm::infer

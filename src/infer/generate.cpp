@@ -1,0 +1,78 @@
+// Incremental decoding with greedy or sampled picks.
+#include "metalm/infer/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "metalm/autograd/autograd.h"
+#include "metalm/core/random.h"
+
+namespace metalm::infer {
+
+int64_t pick_token(const float* logits, int64_t V, const GenerateOptions& o, uint64_t step) {
+  if (o.temperature <= 0) return std::max_element(logits, logits + V) - logits;
+  std::vector<int64_t> order(static_cast<size_t>(V));
+  std::iota(order.begin(), order.end(), 0);
+  int64_t k = o.top_k > 0 ? std::min(o.top_k, V) : V;
+  if (k < V)
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+  double mx = -INFINITY;
+  for (int64_t i = 0; i < k; ++i) mx = std::max<double>(mx, logits[order[i]]);
+  std::vector<double> p(static_cast<size_t>(k));
+  double z = 0;
+  for (int64_t i = 0; i < k; ++i) z += p[i] = std::exp((logits[order[i]] - mx) / o.temperature);
+  double u = Generator::uniform_at(o.seed, step) * z;
+  for (int64_t i = 0; i < k; ++i) {
+    u -= p[i];
+    if (u <= 0) return order[i];
+  }
+  return order[k - 1];
+}
+
+std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& prompt,
+                              const GenerateOptions& o,
+                              const std::function<void(int64_t)>& on_token) {
+  MLM_CHECK(!prompt.empty(), ValueError, "[generate] the prompt is empty");
+  MLM_CHECK(o.max_new_tokens >= 0 && o.temperature >= 0 && o.top_k >= 0 && o.slide_keep >= 0,
+            ValueError, "[generate] max_new_tokens, temperature, top_k, slide_keep must be >= 0");
+  const int64_t limit = dec.config.max_positions;
+  MLM_CHECK(o.slide_keep < limit, ValueError, "[generate] slide_keep ", o.slide_keep,
+            " must be below the decoder's ", limit, " positions");
+  NoGradGuard ng;
+  const bool was_training = dec.is_training();
+  dec.eval();
+  std::vector<int64_t> context = prompt, out;
+  if (static_cast<int64_t>(context.size()) > limit) {
+    MLM_CHECK(o.slide_keep > 0, ValueError, "[generate] the prompt has ", context.size(),
+              " tokens, the decoder reads ", limit);
+    context.erase(context.begin(), context.end() - o.slide_keep);
+  }
+  models::IncrementalState state(dec, 1, limit);
+  std::vector<int64_t> feed = context;
+  for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+    if (state.length() + static_cast<int64_t>(feed.size()) > limit) {
+      if (o.slide_keep == 0) break;
+      state.reset();
+      context.erase(context.begin(), context.end() - o.slide_keep);
+      feed = context;
+    }
+    models::StackInputs in;
+    in.tokens = Tensor::from_vector<int64_t>({1, static_cast<int64_t>(feed.size())}, feed);
+    in.state = &state;
+    const Tensor logits = dec.forward(in).logits;  // [1, t, V]
+    const int64_t V = logits.size(2);
+    const Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).contiguous();
+    const int64_t id = pick_token(last.data<float>(), V, o, static_cast<uint64_t>(step));
+    out.push_back(id);
+    context.push_back(id);
+    if (on_token) on_token(id);
+    if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) break;
+    feed = {id};
+  }
+  dec.train(was_training);
+  return out;
+}
+
+}  // namespace metalm::infer

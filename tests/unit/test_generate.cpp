@@ -1,0 +1,95 @@
+// Decoding (infer/generate.h): greedy decoding through the KV cache picks what a full forward
+// over the whole context picks at every step; sampling follows its seed; top-k 1 is greedy;
+// stop ids end it; a full context slides.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "common/test_util.h"
+#include "common/tiny_stacks.h"
+#include "metalm/autograd/autograd.h"
+#include "metalm/infer/generate.h"
+
+using namespace metalm;
+
+namespace {
+
+// Greedy continuation recomputing the whole context every step (the plain reference).
+std::vector<int64_t> greedy_by_recompute(models::Decoder& dec, std::vector<int64_t> ctx, int n) {
+  NoGradGuard ng;
+  std::vector<int64_t> out;
+  for (int i = 0; i < n; ++i) {
+    models::StackInputs in;
+    in.tokens = Tensor::from_vector<int64_t>({1, static_cast<int64_t>(ctx.size())}, ctx);
+    const Tensor l = dec.forward(in).logits;
+    const std::vector<float> last = l.slice(1, l.size(1) - 1, l.size(1)).to_vector<float>();
+    const int64_t id = std::max_element(last.begin(), last.end()) - last.begin();
+    out.push_back(id);
+    ctx.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Generate, GreedyEqualsArgmaxOfTheFullForward) {
+  Generator g(2);
+  models::Decoder dec(test::tiny_decoder(), g);
+  test::randomise(dec, 3);
+  dec.eval();
+  const std::vector<int64_t> prompt = {5, 9, 17, 3};
+  infer::GenerateOptions o;
+  o.max_new_tokens = 12;
+  const std::vector<int64_t> got = infer::generate(dec, prompt, o);
+  EXPECT_EQ(got, greedy_by_recompute(dec, prompt, 12));
+  std::vector<int64_t> streamed;
+  infer::generate(dec, prompt, o, [&](int64_t id) { streamed.push_back(id); });
+  EXPECT_EQ(streamed, got);
+  // top_k = 1 sampling is greedy whatever the temperature.
+  o.temperature = 5.0;
+  o.top_k = 1;
+  EXPECT_EQ(infer::generate(dec, prompt, o), got);
+}
+
+TEST(Generate, SamplingFollowsItsSeedAndStopsAtAStopId) {
+  Generator g(4);
+  models::Decoder dec(test::tiny_decoder(), g);
+  infer::GenerateOptions o;
+  o.max_new_tokens = 20;
+  o.temperature = 1.5;
+  const std::vector<int64_t> a = infer::generate(dec, {5, 6}, o);
+  EXPECT_EQ(infer::generate(dec, {5, 6}, o), a);
+  o.seed = 2;
+  EXPECT_NE(infer::generate(dec, {5, 6}, o), a);
+  o.seed = 1;
+  o.stop_ids = {a[3]};
+  const std::vector<int64_t> stopped = infer::generate(dec, {5, 6}, o);
+  const size_t first = std::find(a.begin(), a.end(), a[3]) - a.begin();
+  EXPECT_EQ(stopped, std::vector<int64_t>(a.begin(), a.begin() + first + 1));
+  // The distribution: with top_k = 3 every pick is among the 3 most likely of its step.
+  std::vector<float> logits = {0.f, 3.f, 1.f, 2.5f, -1.f, 2.9f};
+  infer::GenerateOptions k3;
+  k3.temperature = 1.0;
+  k3.top_k = 3;
+  for (uint64_t s = 0; s < 200; ++s) {
+    const int64_t id = infer::pick_token(logits.data(), 6, k3, s);
+    EXPECT_TRUE(id == 1 || id == 3 || id == 5) << id;
+  }
+}
+
+TEST(Generate, AFullContextSlidesOrStops) {
+  nn::DecoderConfig c = test::tiny_decoder();
+  c.max_positions = 8;
+  Generator g(5);
+  models::Decoder dec(c, g);
+  infer::GenerateOptions o;
+  o.max_new_tokens = 20;
+  // 8 positions read: 3 prompt + 5 generated ones, predicting a sixth, then it stops.
+  EXPECT_EQ(infer::generate(dec, {3, 4, 5}, o).size(), 6u);
+  o.slide_keep = 4;
+  EXPECT_EQ(infer::generate(dec, {3, 4, 5}, o).size(), 20u);
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::generate(dec, {}, o); }, "prompt is empty"));
+  o.slide_keep = 0;
+  EXPECT_TRUE(test::throws_with<ValueError>(
+      [&] { infer::generate(dec, std::vector<int64_t>(9, 3), o); }, "the decoder reads 8"));
+}

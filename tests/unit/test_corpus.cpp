@@ -323,9 +323,10 @@ class CorpusShard : public CorpusFiles {
     w.finish();
     return read(path(name));
   }
+  void write_bad(const std::string& bytes) { put("bad.bin", bytes); }
   ::testing::AssertionResult rejects(const std::string& bytes, const std::string& phrase,
                                      std::optional<io::VocabInfo> vocab = kByteVocab) {
-    put("bad.bin", bytes);
+    write_bad(bytes);
     return throws_with<FormatError>([&] { io::Shard s(path("bad.bin"), vocab); },
                                     {"[shard]", "bad.bin", phrase});
   }
@@ -361,6 +362,25 @@ TEST_F(CorpusShard, TruncatedCorruptForeignAndOtherVocabShardsAreClearErrors) {
   const uint64_t h = sum.digest();
   std::memcpy(version.data() + 248, &h, 8);
   EXPECT_TRUE(rejects(version, "format version 2, this build reads version 1"));
+}
+
+TEST_F(CorpusShard, EveryFlippedByteIsFoundOnOpen) {
+  // The test shard has no alignment padding (40 two-byte tokens), so every byte is covered by
+  // a checksum or a structural check: a flip anywhere must be a FormatError, never a crash or
+  // a shard that opens with other contents.
+  const std::string good = make("good.bin");
+  // header, 40 tokens in 80 bytes (a multiple of 8: no padding), 4 line ends, 5 doc starts
+  ASSERT_EQ(good.size(), 256u + 80 + 4 * 4 + 5 * 4);
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] ^= static_cast<char>(1 << (i % 8));
+    write_bad(bad);
+    try {
+      io::Shard s(path("bad.bin"), kByteVocab);
+      ADD_FAILURE() << "a flip at byte " << i << " went unnoticed";
+    } catch (const FormatError&) {
+    }
+  }
 }
 
 // ---------------------------------------------------------------- the cache

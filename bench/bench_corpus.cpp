@@ -40,7 +40,8 @@ void encode_words(std::string_view s, std::vector<int32_t>& out) {
     while (i < s.size() && s[i] == ' ') ++i;
     uint64_t h = 0xcbf29ce484222325ull;
     size_t j = i;
-    for (; j < s.size() && s[j] != ' '; ++j) h = (h ^ static_cast<unsigned char>(s[j])) * 0x100000001b3ull;
+    for (; j < s.size() && s[j] != ' '; ++j)
+      h = (h ^ static_cast<unsigned char>(s[j])) * 0x100000001b3ull;
     if (j > i) out.push_back(16 + static_cast<int32_t>(h % 32000));
     i = j;
   }
@@ -78,8 +79,8 @@ int main(int argc, char** argv) {
   }
   const double mb = 1e-6 * static_cast<double>(bytes);
   std::fprintf(stderr, "%zu files, %.1f MB\n", c.sources.size(), mb);
-  for (const auto& [label, encode, vocab] :
-       {std::tuple{"bytes", &encode_bytes, uint64_t{272}}, std::tuple{"words", &encode_words, uint64_t{32016}}}) {
+  for (const auto& [label, encode, vocab] : {std::tuple{"bytes", &encode_bytes, uint64_t{272}},
+                                             std::tuple{"words", &encode_words, uint64_t{32016}}}) {
     c.cache_dir = cache + "/" + label;
     c.vocab = {vocab, vocab};
     fs::remove_all(c.cache_dir);
@@ -112,9 +113,11 @@ int main(int argc, char** argv) {
     const double pack = seconds_since(t);
     emit((std::string("corpus_split_pack_read_") + label).c_str(), "Mtok/s",
          1e-6 * static_cast<double>(tokens) / pack);
-    std::fprintf(stderr, "%s: %llu tokens, tokenize %.2f s, pack+read %llu sequences of 1024 %.2f s (%llu)\n",
-                 label, static_cast<unsigned long long>(tokens), tokenize,
-                 static_cast<unsigned long long>(seqs), pack, static_cast<unsigned long long>(sum % 10));
+    std::fprintf(
+        stderr,
+        "%s: %llu tokens, tokenize %.2f s, pack+read %llu sequences of 1024 %.2f s (%llu)\n", label,
+        static_cast<unsigned long long>(tokens), tokenize, static_cast<unsigned long long>(seqs),
+        pack, static_cast<unsigned long long>(sum % 10));
   }
   return 0;
 }

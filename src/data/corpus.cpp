@@ -49,9 +49,9 @@ struct Manifest {
 
 const io::FieldTable<FileStamp>& file_table() {
   static const io::FieldTable<FileStamp> t(
-      "a manifest file entry", {io::field("path", &FileStamp::path),
-                                io::field("bytes", &FileStamp::bytes),
-                                io::field("mtime_ns", &FileStamp::mtime_ns)});
+      "a manifest file entry",
+      {io::field("path", &FileStamp::path), io::field("bytes", &FileStamp::bytes),
+       io::field("mtime_ns", &FileStamp::mtime_ns)});
   return t;
 }
 const io::FieldTable<ShardEntry>& shard_table() {
@@ -125,9 +125,10 @@ void check_config(const CorpusConfig& c) {
   MLM_CHECK(c.vocab.size > 0, ValueError, "[corpus] the vocab size must be positive");
   MLM_CHECK(c.max_shard_tokens > 0 && c.max_shard_tokens <= (uint64_t{1} << 31), ValueError,
             "[corpus] max_shard_tokens must be in [1, 2^31], got ", c.max_shard_tokens);
-  const std::pair<const char*, int32_t> ids[] = {
-      {"bos", c.special.bos}, {"pad", c.special.pad}, {"doc", c.special.doc},
-      {"line", c.special.line}};
+  const std::pair<const char*, int32_t> ids[] = {{"bos", c.special.bos},
+                                                 {"pad", c.special.pad},
+                                                 {"doc", c.special.doc},
+                                                 {"line", c.special.line}};
   for (const auto& [what, id] : ids)
     MLM_CHECK(id >= 0 && static_cast<uint64_t>(id) < c.vocab.size, ValueError, "[corpus] the ",
               what, " id ", id, " is outside the vocab [0, ", c.vocab.size, ")");
@@ -136,8 +137,7 @@ void check_config(const CorpusConfig& c) {
     const bool ok_chars = std::all_of(s.name.begin(), s.name.end(), [](char ch) {
       return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.';
     });
-    MLM_CHECK(!s.name.empty() && s.name.size() <= 64 && ok_chars && s.name != "." &&
-                  s.name != "..",
+    MLM_CHECK(!s.name.empty() && s.name.size() <= 64 && ok_chars && s.name != "." && s.name != "..",
               ValueError, "[corpus] source name ", io::quote(s.name),
               ": use 1-64 characters of A-Z a-z 0-9 _ - . (it names a directory)");
     MLM_CHECK(names.insert(s.name).second, ValueError, "[corpus] source ", s.name,
@@ -258,7 +258,8 @@ std::vector<std::string> source_files(const SourceConfig& source) {
     std::vector<std::string> in_dir;
     for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (!name.empty() && name[0] != '.' && it->is_regular_file(ec)) in_dir.push_back(it->path().string());
+      if (!name.empty() && name[0] != '.' && it->is_regular_file(ec))
+        in_dir.push_back(it->path().string());
     }
     MLM_CHECK(!ec, IoError, "[corpus] ", p, ": cannot list: ", ec.message());
     std::sort(in_dir.begin(), in_dir.end());
@@ -278,10 +279,10 @@ TokenizedSource::TokenizedSource(SourceConfig config, std::vector<io::Shard> sha
 }
 
 TokenizedSource::Doc TokenizedSource::doc(uint64_t d) const {
-  MLM_CHECK(d < docs(), ValueError, "[corpus] source ", name(), ": document ", d,
-            " out of range (", docs(), " documents)");
-  const size_t k = static_cast<size_t>(
-      std::upper_bound(doc_begin_.begin(), doc_begin_.end(), d) - doc_begin_.begin() - 1);
+  MLM_CHECK(d < docs(), ValueError, "[corpus] source ", name(), ": document ", d, " out of range (",
+            docs(), " documents)");
+  const size_t k = static_cast<size_t>(std::upper_bound(doc_begin_.begin(), doc_begin_.end(), d) -
+                                       doc_begin_.begin() - 1);
   const io::Shard& s = shards_[k];
   const uint64_t local = d - doc_begin_[k];
   return {&s, s.doc_first_line(local), s.doc_first_line(local + 1)};

@@ -13,8 +13,8 @@ bool is_blank(std::string_view s) {
 }
 
 [[noreturn]] void bad_utf8(const LineReader& r, std::string_view line, size_t at) {
-  throw FormatError(detail::cat("[corpus] ", r.path(), ": line ", r.line_number(),
-                                " (byte offset ", r.line_offset() + at, "): invalid UTF-8 byte 0x",
+  throw FormatError(detail::cat("[corpus] ", r.path(), ": line ", r.line_number(), " (byte offset ",
+                                r.line_offset() + at, "): invalid UTF-8 byte 0x",
                                 "0123456789abcdef"[static_cast<unsigned char>(line[at]) >> 4],
                                 "0123456789abcdef"[static_cast<unsigned char>(line[at]) & 15],
                                 " (the corpus must be UTF-8; iconv converts other encodings)"));
@@ -25,8 +25,8 @@ bool read_record(const LineReader& r, std::string_view record, const DocumentOpt
                  const DocumentSink& sink) {
   const io::JsonWhere where("corpus", detail::cat(r.path(), ": line ", r.line_number(),
                                                   " (byte offset ", r.line_offset(), ")"));
-  const io::Json j = io::parse_json(record, where, "a JSONL record",
-                                    io::JsonLimits{options.max_line_bytes, 64});
+  const io::Json j =
+      io::parse_json(record, where, "a JSONL record", io::JsonLimits{options.max_line_bytes, 64});
   io::require_object(j, "", where);
   const auto it = j.find("text");
   if (it == j.end()) where.format_error("a JSONL record needs a \"text\" field");

@@ -16,7 +16,9 @@ constexpr size_t kChunk = 1 << 20;  // bytes asked of read() at a time
 }  // namespace
 
 LineReader::LineReader(const std::string& path, uint64_t max_line_bytes, std::string op)
-    : path_(path), op_(std::move(op)), max_line_bytes_(max_line_bytes),
+    : path_(path),
+      op_(std::move(op)),
+      max_line_bytes_(max_line_bytes),
       fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
   if (fd_.get() < 0)
     throw IoError(detail::cat("[", op_, "] ", path_, ": cannot open: ", errno_text(errno)));

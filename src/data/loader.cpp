@@ -45,7 +45,9 @@ const io::FieldTable<LoaderState>& state_table() {
 
 }  // namespace
 
-io::Json LoaderState::to_json() const { return state_table().write(*this); }
+io::Json LoaderState::to_json() const {
+  return state_table().write(*this);
+}
 
 LoaderState LoaderState::from_json(const io::Json& j, const io::JsonWhere& where) {
   LoaderState s;
@@ -63,8 +65,10 @@ LoaderState LoaderState::from_json(const io::Json& j, const io::JsonWhere& where
 }
 
 DataLoader::DataLoader(std::vector<const PackedSource*> sources, const LoaderOptions& options)
-    : sources_(std::move(sources)), options_(options),
-      mix_seed_(Generator::hash(options.seed, kMixSalt)), cursors_(sources_.size()) {
+    : sources_(std::move(sources)),
+      options_(options),
+      mix_seed_(Generator::hash(options.seed, kMixSalt)),
+      cursors_(sources_.size()) {
   MLM_CHECK(!sources_.empty(), ValueError, "[loader] no sources");
   MLM_CHECK(options.batch_size >= 1, ValueError, "[loader] batch_size must be >= 1, got ",
             options.batch_size);

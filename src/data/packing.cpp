@@ -22,7 +22,7 @@ PackedSource::Pos PackedSource::walk(Pos p, Take&& take) const {
         ++p.line;
         continue;
       }
-      if (used > 1) return p;  // does not fit: it starts the next sequence
+      if (used > 1) return p;              // does not fit: it starts the next sequence
       take(p.doc, *d.shard, l, T - 1, n);  // alone and still too long: cut
       if (++p.line == n_lines) p = {p.doc + 1, 0};
       return p;
@@ -67,22 +67,22 @@ void PackedSource::sequence(uint64_t i, PackedSequence& out) const {
   out.segments[0] = 0;
   int32_t at = 1, segment_start = 0;
   uint64_t last_doc = UINT64_MAX;
-  walk(starts_[i], [&](uint64_t doc, const io::Shard& shard, uint64_t line, uint64_t taken,
-                       uint64_t full) {
-    if (doc != last_doc) {
-      if (!out.documents.empty()) segment_start = at;  // segment 0 starts at <s>
-      out.documents.push_back(documents_[doc]);
-      last_doc = doc;
-    }
-    const int32_t n = static_cast<int32_t>(taken);
-    const uint64_t b = shard.line_begin(line);
-    shard.copy_tokens(b, b + taken, out.tokens.data() + at);
-    std::fill_n(out.segments.begin() + at, n, static_cast<int32_t>(out.documents.size() - 1));
-    for (int32_t t = at; t < at + n; ++t)
-      out.positions[t] = options_.restart_positions ? t - segment_start : t;
-    out.lines.push_back({at, at + n, taken < full});
-    at += n;
-  });
+  walk(starts_[i],
+       [&](uint64_t doc, const io::Shard& shard, uint64_t line, uint64_t taken, uint64_t full) {
+         if (doc != last_doc) {
+           if (!out.documents.empty()) segment_start = at;  // segment 0 starts at <s>
+           out.documents.push_back(documents_[doc]);
+           last_doc = doc;
+         }
+         const int32_t n = static_cast<int32_t>(taken);
+         const uint64_t b = shard.line_begin(line);
+         shard.copy_tokens(b, b + taken, out.tokens.data() + at);
+         std::fill_n(out.segments.begin() + at, n, static_cast<int32_t>(out.documents.size() - 1));
+         for (int32_t t = at; t < at + n; ++t)
+           out.positions[t] = options_.restart_positions ? t - segment_start : t;
+         out.lines.push_back({at, at + n, taken < full});
+         at += n;
+       });
   out.length = at;
   for (int32_t t = at; t < T; ++t)
     out.positions[t] = options_.restart_positions ? t - segment_start : t;

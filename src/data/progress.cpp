@@ -25,7 +25,8 @@ std::string format_progress(const std::string& label, uint64_t done, uint64_t to
                             double seconds) {
   const double mb = 1e-6 * static_cast<double>(done), total_mb = 1e-6 * static_cast<double>(total);
   const double rate = seconds > 0 ? mb / seconds : 0.0;
-  const double pct = total > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 100.0;
+  const double pct =
+      total > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 100.0;
   const double eta = rate > 0 ? (total_mb - mb) / rate : -1.0;
   char buf[256];
   std::snprintf(buf, sizeof buf, "%s  %.1f/%.1f MB  %3.0f%%  %.1f MB/s  ETA %s", label.c_str(), mb,
@@ -34,8 +35,11 @@ std::string format_progress(const std::string& label, uint64_t done, uint64_t to
 }
 
 ProgressBar::ProgressBar(std::string label, uint64_t total_bytes, std::FILE* out)
-    : label_(std::move(label)), total_(total_bytes), out_(out),
-      start_(Clock::now()), last_draw_(start_) {
+    : label_(std::move(label)),
+      total_(total_bytes),
+      out_(out),
+      start_(Clock::now()),
+      last_draw_(start_) {
   tty_ = out_ != nullptr && ::isatty(::fileno(out_)) == 1;
 }
 

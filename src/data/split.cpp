@@ -20,9 +20,10 @@ uint64_t fnv1a(const std::string& s) {
 DocumentSplit split_documents(uint64_t docs, const std::string& source, const SplitOptions& o) {
   MLM_CHECK(std::isfinite(o.valid_fraction) && o.valid_fraction >= 0 && o.valid_fraction < 1,
             ValueError, "[split] valid_fraction must be in [0, 1), got ", o.valid_fraction);
-  const uint64_t k = o.valid_docs >= 0
-                         ? static_cast<uint64_t>(o.valid_docs)
-                         : static_cast<uint64_t>(std::llround(o.valid_fraction * static_cast<double>(docs)));
+  const uint64_t k =
+      o.valid_docs >= 0
+          ? static_cast<uint64_t>(o.valid_docs)
+          : static_cast<uint64_t>(std::llround(o.valid_fraction * static_cast<double>(docs)));
   MLM_CHECK(k < docs || docs == 0, ValueError, "[split] source ", source, ": holding out ", k,
             " of its ", docs, " documents leaves none to train on");
   DocumentSplit out;

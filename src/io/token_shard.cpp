@@ -21,7 +21,9 @@ constexpr char kMagic[8] = {'M', 'L', 'M', 'S', 'H', 'A', 'R', 'D'};
 constexpr size_t kBufferBytes = 1 << 20;
 constexpr uint64_t kP1 = 0x9E3779B185EBCA87ull, kP2 = 0xC2B2AE3D27D4EB4Full;
 
-uint64_t round64(uint64_t acc, uint64_t w) { return std::rotl(acc + w * kP2, 31) * kP1; }
+uint64_t round64(uint64_t acc, uint64_t w) {
+  return std::rotl(acc + w * kP2, 31) * kP1;
+}
 uint64_t load64(const uint8_t* p) {
   uint64_t w;
   std::memcpy(&w, p, 8);
@@ -32,7 +34,9 @@ std::string hex64(uint64_t v) {
   std::snprintf(s, sizeof s, "0x%016llx", static_cast<unsigned long long>(v));
   return s;
 }
-uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+uint64_t align8(uint64_t n) {
+  return (n + 7) & ~uint64_t{7};
+}
 
 template <typename... Args>
 [[noreturn]] void corrupt(const std::string& path, const Args&... args) {
@@ -46,14 +50,20 @@ struct Layout {
                           index_sum = 64, source_len = 72, source = 80, header_sum = 248;
 };
 
-void put32(uint8_t* h, size_t at, uint32_t v) { std::memcpy(h + at, &v, 4); }
-void put64(uint8_t* h, size_t at, uint64_t v) { std::memcpy(h + at, &v, 8); }
+void put32(uint8_t* h, size_t at, uint32_t v) {
+  std::memcpy(h + at, &v, 4);
+}
+void put64(uint8_t* h, size_t at, uint64_t v) {
+  std::memcpy(h + at, &v, 8);
+}
 uint32_t get32(const uint8_t* h, size_t at) {
   uint32_t v;
   std::memcpy(&v, h + at, 4);
   return v;
 }
-uint64_t get64(const uint8_t* h, size_t at) { return load64(h + at); }
+uint64_t get64(const uint8_t* h, size_t at) {
+  return load64(h + at);
+}
 
 uint64_t header_checksum(const uint8_t* h) {
   Checksum64 c;
@@ -116,7 +126,9 @@ uint64_t Checksum64::digest() const {
   return h;
 }
 
-uint32_t token_bytes_for(uint64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+uint32_t token_bytes_for(uint64_t vocab_size) {
+  return vocab_size <= 65536 ? 2 : 4;
+}
 
 // ---------------------------------------------------------------------------- writing
 

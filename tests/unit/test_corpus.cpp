@@ -186,11 +186,11 @@ TEST_F(CorpusFiles, TenMegabyteLineIsRejectedUnderASmallLimitAndCutWhenPacked) {
 TEST_F(CorpusFiles, Utf8ValidatorFindsTheFirstIllFormedByte) {
   EXPECT_EQ(find_invalid_utf8("plain ascii, long enough for the 8-byte path"), std::string::npos);
   EXPECT_EQ(find_invalid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::string::npos);
-  EXPECT_EQ(find_invalid_utf8("ab\xc0\x80"), 2u);           // overlong NUL
+  EXPECT_EQ(find_invalid_utf8("ab\xc0\x80"), 2u);               // overlong NUL
   EXPECT_EQ(find_invalid_utf8("abcdefghij\xed\xa0\x80"), 10u);  // a surrogate
-  EXPECT_EQ(find_invalid_utf8("\xf4\x90\x80\x80"), 0u);     // above U+10FFFF
-  EXPECT_EQ(find_invalid_utf8("x\xe2\x82"), 1u);            // cut short
-  EXPECT_EQ(find_invalid_utf8("\x80"), 0u);                 // a lone continuation byte
+  EXPECT_EQ(find_invalid_utf8("\xf4\x90\x80\x80"), 0u);         // above U+10FFFF
+  EXPECT_EQ(find_invalid_utf8("x\xe2\x82"), 1u);                // cut short
+  EXPECT_EQ(find_invalid_utf8("\x80"), 0u);                     // a lone continuation byte
   EXPECT_EQ(find_invalid_utf8("\xff"), 0u);
 }
 
@@ -222,7 +222,8 @@ TEST_F(CorpusFiles, DocumentSplitsOfPlainText) {
 }
 
 TEST_F(CorpusFiles, JsonlRecordsAreDocumentsAndBadRecordsNameTheirLine) {
-  put("r.jsonl", "{\"text\": \"x\\ny\\r\\n\\nz\", \"id\": 1}\n\n{\"text\": \"\"}\n{\"text\": \"w\"}\n");
+  put("r.jsonl",
+      "{\"text\": \"x\\ny\\r\\n\\nz\", \"id\": 1}\n\n{\"text\": \"\"}\n{\"text\": \"w\"}\n");
   std::vector<std::vector<std::string>> docs(1);
   DocumentSink sink{[&](std::string_view l) { docs.back().emplace_back(l); },
                     [&] { docs.emplace_back(); }};
@@ -252,8 +253,8 @@ TEST_F(CorpusFiles, LinesEndWithLineMarkerAndDocumentsWithDocMarker) {
   ASSERT_EQ(src.docs(), 2u);
   const SpecialIds sp;
   using Lines = std::vector<std::vector<int32_t>>;
-  EXPECT_EQ(doc_lines(src, 0), (Lines{cat(bytes_ids("ab"), {sp.line}),
-                                      cat(bytes_ids("cd"), {sp.line, sp.doc})}));
+  EXPECT_EQ(doc_lines(src, 0),
+            (Lines{cat(bytes_ids("ab"), {sp.line}), cat(bytes_ids("cd"), {sp.line, sp.doc})}));
   EXPECT_EQ(doc_lines(src, 1), (Lines{cat(bytes_ids("efg"), {sp.line, sp.doc})}));
   EXPECT_EQ(src.tokens(), 3u + 4u + 5u);
   EXPECT_EQ(src.shards()[0].header().token_bytes, 2u);
@@ -261,7 +262,8 @@ TEST_F(CorpusFiles, LinesEndWithLineMarkerAndDocumentsWithDocMarker) {
 }
 
 TEST_F(CorpusFiles, ShardRoundTripBitExactForBothTokenWidths) {
-  for (const uint64_t vocab : {uint64_t{1000}, uint64_t{65536}, uint64_t{70000}, uint64_t{1} << 31}) {
+  for (const uint64_t vocab :
+       {uint64_t{1000}, uint64_t{65536}, uint64_t{70000}, uint64_t{1} << 31}) {
     const std::string p = path("s" + std::to_string(vocab) + ".bin");
     std::vector<std::vector<std::vector<int32_t>>> docs;
     uint64_t c = 0;
@@ -351,8 +353,9 @@ TEST_F(CorpusShard, TruncatedCorruptForeignAndOtherVocabShardsAreClearErrors) {
   std::string index = good;
   index[good.size() - 6] ^= 1;
   EXPECT_TRUE(rejects(index, "index checksum mismatch"));
-  EXPECT_TRUE(rejects(good, "tokenized with another vocab (hash 0x0000000000001234, size 272), "
-                            "the tokenizer has hash 0x0000000000009999",
+  EXPECT_TRUE(rejects(good,
+                      "tokenized with another vocab (hash 0x0000000000001234, size 272), "
+                      "the tokenizer has hash 0x0000000000009999",
                       io::VocabInfo{0x9999, 272}));
   // Another format version, with its header checksum made right: the version is what fails.
   std::string version = good;
@@ -420,7 +423,8 @@ TEST_F(CorpusFiles, CorruptCachedShardIsReTokenizedAndStaleShardsRemoved) {
   const size_t n_shards = first.sources[0].shards().size();
   ASSERT_GT(n_shards, 3u);
   {
-    std::fstream f(path("cache/a/shard-00001.bin"), std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(path("cache/a/shard-00001.bin"),
+                   std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(300);
     f.put('\x7f');
   }
@@ -461,13 +465,15 @@ TEST_F(CorpusFiles, DocumentsAcrossShardsAreFoundByIndex) {
 }
 
 TEST_F(CorpusFiles, MissingEmptyAndBadConfigsAreOneLineErrors) {
-  EXPECT_TRUE(throws_with<IoError>(
-      [&] { build(config({text_source("m", {path("missing.txt")})})); },
-      {"missing.txt", "No such file"}));
+  EXPECT_TRUE(
+      throws_with<IoError>([&] { build(config({text_source("m", {path("missing.txt")})})); },
+                           {"missing.txt", "No such file"}));
   put("empty.txt", "");
   put("blank.txt", "\n  \n\t\n");
   EXPECT_TRUE(throws_with<FormatError>(
-      [&] { build(config({text_source("e", {path("empty.txt"), path("blank.txt")})})); },
+      [&] {
+        build(config({text_source("e", {path("empty.txt"), path("blank.txt")})}));
+      },
       {"source e: no document in", "empty.txt", "blank.txt"}));
   fs::create_directories(path("emptydir"));
   EXPECT_TRUE(throws_with<FormatError>(
@@ -477,7 +483,9 @@ TEST_F(CorpusFiles, MissingEmptyAndBadConfigsAreOneLineErrors) {
   EXPECT_TRUE(throws_with<ValueError>(
       [&] { build(config({text_source("../up", {path("a.txt")})})); }, "names a directory"));
   EXPECT_TRUE(throws_with<ValueError>(
-      [&] { build(config({text_source("a", {path("a.txt")}), text_source("a", {path("a.txt")})})); },
+      [&] {
+        build(config({text_source("a", {path("a.txt")}), text_source("a", {path("a.txt")})}));
+      },
       "given twice"));
   EXPECT_TRUE(throws_with<ValueError>(
       [&] { build(config({text_source("a", {path("a.txt")}, DocSplit::paragraph, 0.0)})); },
@@ -527,17 +535,23 @@ TEST(CorpusSplit, DeterministicDisjointCoveringAndSeedSensitive) {
   for (uint64_t d : a.valid) EXPECT_TRUE(all.insert(d).second) << d;
   EXPECT_EQ(all.size(), 1000u);
   EXPECT_TRUE(std::is_sorted(a.valid.begin(), a.valid.end()));
-  EXPECT_NE(split_documents(1000, "kjv", {0.1, -1, 8}).valid, a.valid);    // seed
-  EXPECT_NE(split_documents(1000, "sotu", {0.1, -1, 7}).valid, a.valid);   // source
+  EXPECT_NE(split_documents(1000, "kjv", {0.1, -1, 8}).valid, a.valid);     // seed
+  EXPECT_NE(split_documents(1000, "sotu", {0.1, -1, 7}).valid, a.valid);    // source
   EXPECT_EQ(split_documents(1000, "kjv", {0.0, 37, 7}).valid.size(), 37u);  // a count
   // The held-out documents spread over the source (not a block at one end).
   EXPECT_LT(a.valid.front(), 100u);
   EXPECT_GT(a.valid.back(), 900u);
   EXPECT_TRUE(split_documents(10, "x", {0.0, -1, 1}).valid.empty());
-  EXPECT_TRUE(throws_with<ValueError>([] { split_documents(5, "x", {0.0, 5, 1}); },
-                                      "leaves none to train on"));
-  EXPECT_TRUE(throws_with<ValueError>([] { split_documents(5, "x", {1.0, -1, 1}); },
-                                      "valid_fraction must be in [0, 1)"));
+  EXPECT_TRUE(throws_with<ValueError>(
+      [] {
+        split_documents(5, "x", {0.0, 5, 1});
+      },
+      "leaves none to train on"));
+  EXPECT_TRUE(throws_with<ValueError>(
+      [] {
+        split_documents(5, "x", {1.0, -1, 1});
+      },
+      "valid_fraction must be in [0, 1)"));
 }
 
 // ---------------------------------------------------------------- packing
@@ -580,7 +594,8 @@ void check_packing(const PackedSource& packed, const std::vector<uint64_t>& docs
         EXPECT_EQ(seq.length, T);
       }
       // One segment per line, and segments count up from 0 in order.
-      for (int32_t t = ls.begin; t < ls.end; ++t) EXPECT_EQ(seq.segments[t], seq.segments[ls.begin]);
+      for (int32_t t = ls.begin; t < ls.end; ++t)
+        EXPECT_EQ(seq.segments[t], seq.segments[ls.begin]);
     }
     EXPECT_EQ(seq.segments[0], 0);
     EXPECT_EQ(seq.segments[seq.length - 1] + 1, static_cast<int32_t>(seq.documents.size()));
@@ -693,10 +708,10 @@ class CorpusLoader : public CorpusFiles {
     put("a.txt", paragraphs(80, 11));
     put("b.txt", paragraphs(60, 12));
     put("c.txt", paragraphs(40, 13));
-    corpus_ = std::make_unique<data::Corpus>(build(config(
-        {text_source("a", {path("a.txt")}, DocSplit::paragraph, 1.0),
-         text_source("b", {path("b.txt")}, DocSplit::paragraph, 2.0),
-         text_source("c", {path("c.txt")}, DocSplit::paragraph, 5.0)})));
+    corpus_ = std::make_unique<data::Corpus>(
+        build(config({text_source("a", {path("a.txt")}, DocSplit::paragraph, 1.0),
+                      text_source("b", {path("b.txt")}, DocSplit::paragraph, 2.0),
+                      text_source("c", {path("c.txt")}, DocSplit::paragraph, 5.0)})));
     for (const TokenizedSource& s : corpus_->sources)
       packed_.emplace_back(s, split_documents(s.docs(), s.name(), {0.1, -1, 1}).train,
                            PackOptions{48});
@@ -757,7 +772,8 @@ TEST_F(CorpusLoader, ShufflingIsDeterministicSeedSensitiveAndCoversEachEpoch) {
   }
   EXPECT_NE(order_a, order_c);
   // Epochs are shuffled differently; without shuffling both follow the packing order.
-  EXPECT_NE(std::vector(order_a.begin(), order_a.begin() + n), std::vector(order_a.begin() + n, order_a.end()));
+  EXPECT_NE(std::vector(order_a.begin(), order_a.begin() + n),
+            std::vector(order_a.begin() + n, order_a.end()));
   EXPECT_EQ(std::vector(order_plain.begin(), order_plain.begin() + n),
             std::vector(order_plain.begin() + n, order_plain.end()));
 }

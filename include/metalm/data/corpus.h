@@ -4,7 +4,7 @@
 // The token stream of a document is its lines, each encoded and followed by the `</line>` id;
 // the document ends with `</doc>`, stored inside its last line, so that packing (whole lines)
 // never separates a document from its end marker:
-//   "In the beginning\nGod created" -> [enc(In the beginning) </line>] [enc(God created) </line> </doc>]
+//   "Let there be\nlight" -> [enc(Let there be) </line>] [enc(light) </line> </doc>]
 // (The kosmos-2 loader ends a document's last line with `</s>` instead; the markers are ids
 // given here, so either layout is one setting away.)
 //
@@ -29,8 +29,7 @@ namespace metalm::data {
 
 // The project's special ids (the tokenizer reserves them; spec 3.3 item 6).
 struct SpecialIds {
-  int32_t bos = 0, pad = 1, eos = 2, unk = 3, mask = 4, doc = 5, image = 6, image_end = 7,
-          line = 8;
+  int32_t bos = 0, pad = 1, eos = 2, unk = 3, mask = 4, doc = 5, image = 6, image_end = 7, line = 8;
 };
 
 // Appends the ids of one line of text (no line break, no markers) to out. The tokenizer's
@@ -41,17 +40,17 @@ struct SourceConfig {
   std::string name;                // 1-64 of [A-Za-z0-9_.-]: it names the cache directory
   std::vector<std::string> paths;  // files, and directories (their files, sorted by name)
   DocumentOptions documents;
-  double weight = 1.0;             // its share when the loader mixes sources (> 0)
+  double weight = 1.0;  // its share when the loader mixes sources (> 0)
 };
 
 struct CorpusConfig {
   std::vector<SourceConfig> sources;
-  std::string cache_dir;             // created if missing
-  io::VocabInfo vocab;               // the tokenizer's hash and size
+  std::string cache_dir;  // created if missing
+  io::VocabInfo vocab;    // the tokenizer's hash and size
   SpecialIds special;
   uint64_t max_shard_tokens = 1 << 27;  // a new shard starts at the first document boundary past it
-  bool verify_reused = true;         // checksum the tokens of reused shards on open
-  bool show_progress = true;         // the progress line on stderr
+  bool verify_reused = true;            // checksum the tokens of reused shards on open
+  bool show_progress = true;            // the progress line on stderr
 };
 
 // One source's documents across its shards (mapped, validated).

@@ -27,15 +27,15 @@ struct LoaderOptions {
 // A batch of B rows of T = tokens_per_sample - 1 positions: sequence ids [0, T) are the
 // inputs, [1, T] the targets (spec 3.2: source ids[:-1], target ids[1:]).
 struct Batch {
-  Tensor tokens;       // i64 [B, T]
-  Tensor targets;      // i64 [B, T]
-  Tensor loss_mask;    // u8 [B, T]: 1 where the target is a real id (not pad)
-  Tensor padding;      // u8 [B, T]: 1 where the input is pad
-  Tensor segment_ids;  // i32 [B, T]: the document segments (pad: -1)
-  Tensor positions;    // i64 [B, T]
-  std::vector<int32_t> sources;                // per row: index of its source
-  std::vector<std::vector<LineSpan>> lines;    // per row: its line spans (sequence positions,
-                                               // the same as input positions)
+  Tensor tokens;                             // i64 [B, T]
+  Tensor targets;                            // i64 [B, T]
+  Tensor loss_mask;                          // u8 [B, T]: 1 where the target is a real id (not pad)
+  Tensor padding;                            // u8 [B, T]: 1 where the input is pad
+  Tensor segment_ids;                        // i32 [B, T]: the document segments (pad: -1)
+  Tensor positions;                          // i64 [B, T]
+  std::vector<int32_t> sources;              // per row: index of its source
+  std::vector<std::vector<LineSpan>> lines;  // per row: its line spans (sequence positions,
+                                             // the same as input positions)
   std::vector<std::vector<uint64_t>> documents;  // per row: the document of each segment
 };
 
@@ -45,7 +45,7 @@ struct LoaderState {
     int64_t sequences = 0;  // how many it packs: a different corpus does not resume
     int64_t epoch = 0, position = 0;
   };
-  std::string seed;     // hex
+  std::string seed;  // hex
   bool shuffle = true;
   int64_t batches = 0;  // batches given so far
   int64_t rows = 0;     // rows drawn so far (the mixing counter)

@@ -33,14 +33,14 @@ struct LineSpan {
 };
 
 struct PackedSequence {
-  std::vector<int32_t> tokens;     // tokens_per_sample ids: <s>, lines, pad
-  std::vector<int32_t> segments;   // per token: its document's index in this sequence (0, 1,
-                                   // ...); <s> is in segment 0; pad is -1
-  std::vector<int32_t> positions;  // per token: its index, or with restart_positions its index
-                                   // in its segment; pad continues the count of the last one
-  std::vector<LineSpan> lines;     // in order; lines[0].begin == 1
-  std::vector<uint64_t> documents; // per segment: the document's index in its source
-  int32_t length = 0;              // ids before the padding
+  std::vector<int32_t> tokens;      // tokens_per_sample ids: <s>, lines, pad
+  std::vector<int32_t> segments;    // per token: its document's index in this sequence (0, 1,
+                                    // ...); <s> is in segment 0; pad is -1
+  std::vector<int32_t> positions;   // per token: its index, or with restart_positions its index
+                                    // in its segment; pad continues the count of the last one
+  std::vector<LineSpan> lines;      // in order; lines[0].begin == 1
+  std::vector<uint64_t> documents;  // per segment: the document's index in its source
+  int32_t length = 0;               // ids before the padding
 };
 
 // The sequences of a list of a source's documents (e.g. its training split), in list order.
@@ -54,9 +54,11 @@ class PackedSource {
   uint64_t size() const { return starts_.size(); }
   // Sequence i (< size()) into out, reusing its storage.
   void sequence(uint64_t i, PackedSequence& out) const;
-  uint64_t cut_lines() const { return cut_lines_; }      // lines that did not fit whole
-  uint64_t cut_tokens() const { return cut_tokens_; }    // tokens they lost
-  uint64_t packed_tokens() const { return packed_; }     // non-pad ids over all sequences, <s> included
+  uint64_t cut_lines() const { return cut_lines_; }    // lines that did not fit whole
+  uint64_t cut_tokens() const { return cut_tokens_; }  // tokens they lost
+  uint64_t packed_tokens() const {
+    return packed_;
+  }  // non-pad ids over all sequences, <s> included
 
  private:
   struct Pos {

@@ -22,6 +22,7 @@ struct DocumentSplit {
 };
 
 // ValueError for a fraction outside [0, 1) or a split that would leave no training document.
-DocumentSplit split_documents(uint64_t docs, const std::string& source, const SplitOptions& options);
+DocumentSplit split_documents(uint64_t docs, const std::string& source,
+                              const SplitOptions& options);
 
 }  // namespace metalm::data

@@ -5,8 +5,8 @@
 // the document ends with `</doc>`, stored inside its last line, so that packing (whole lines)
 // never separates a document from its end marker:
 //   "Let there be\nlight" -> [enc(Let there be) </line>] [enc(light) </line> </doc>]
-// (The kosmos-2 loader ends a document's last line with `</s>` instead; the markers are ids
-// given here, so either layout is one setting away.)
+// (The kosmos-2 loader instead turns a document's last `</line>` into `</s>`, spec 3.3 item 6;
+// that layout is not offered. The marker ids are settings: SpecialIds.)
 //
 // Cache: <cache_dir>/<source>/shard-00000.bin, ... and manifest.json. A source is reused when
 // its manifest records the same files (path, size, modification time in ns), the same document

@@ -4,6 +4,6 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/scripts/install_deps.sh"
 bash "$root/scripts/build.sh" "$root/build"
-bash "$root/scripts/fetch_data.sh"
+bash "$root/scripts/fetch_data.sh" kjv  # the toy job reads data/kjv.txt only
 cd "$root"
 ./build/metalm toy-lm --data data/kjv.txt --log runs/toy-lm.jsonl --threads "$(nproc)" "$@"

@@ -1,6 +1,7 @@
 #include "metalm/core/file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,6 +108,19 @@ void AtomicFile::write(const void* data, uint64_t n) {
   }
 }
 
+void AtomicFile::write_at(uint64_t offset, const void* data, uint64_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t r = ::pwrite(fd_.get(), p, static_cast<size_t>(std::min<uint64_t>(n, 1u << 30)),
+                               static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) io_error(op_, target_, "write to ", temp_, " failed: ", errno_text(errno));
+    p += r;
+    n -= static_cast<uint64_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
 void AtomicFile::commit() {
   if (::fsync(fd_.get()) != 0) io_error(op_, target_, "fsync of ", temp_, " failed: ", errno_text(errno));
   if (::close(fd_.release()) != 0)
@@ -124,6 +138,39 @@ void write_file_atomic(const std::string& op, const std::string& path, const std
   AtomicFile f(op, path);
   f.write(bytes.data(), bytes.size());
   f.commit();
+}
+
+MappedFile::MappedFile(const std::string& path, const std::string& op) : path_(path) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) io_error(op, path, "cannot open: ", errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) io_error(op, path, "cannot stat: ", errno_text(errno));
+  if (S_ISDIR(st.st_mode)) io_error(op, path, "is a directory, not a file");
+  if (!S_ISREG(st.st_mode)) io_error(op, path, "not a regular file");
+  size_ = static_cast<uint64_t>(st.st_size);
+  if (size_ == 0) return;  // mmap of length 0 is an error; there is nothing to read anyway
+  void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) io_error(op, path, "cannot map ", size_, " bytes: ", errno_text(errno));
+  data_ = static_cast<const uint8_t*>(p);
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+MappedFile::MappedFile(MappedFile&& o) noexcept
+    : path_(std::move(o.path_)),
+      data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)) {}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+    path_ = std::move(o.path_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
 }
 
 }  // namespace metalm

@@ -45,6 +45,9 @@ class AtomicFile {
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
   void write(const void* data, uint64_t n);
+  // Overwrites bytes already written (a header whose counts are known only at the end); the
+  // write position of write() does not move.
+  void write_at(uint64_t offset, const void* data, uint64_t n);
   void commit();
   const std::string& temp_path() const { return temp_; }
 
@@ -55,5 +58,30 @@ class AtomicFile {
 };
 
 void write_file_atomic(const std::string& op, const std::string& path, const std::string& bytes);
+
+// A read-only memory map of a whole regular file, for data read many times at random (token
+// shards): the kernel pages it in on demand and shares it between processes, so a corpus
+// larger than memory reads without a copy. The file must not shrink while mapped (reading a
+// page past the new end is SIGBUS); writers replace files by rename, which keeps the mapped
+// inode alive. IoError "[op] path: ..." when it cannot be opened, is not a regular file or
+// cannot be mapped. An empty file maps to size() == 0.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(const std::string& path, const std::string& op);
+  ~MappedFile();
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
 
 }  // namespace metalm

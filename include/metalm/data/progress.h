@@ -1,0 +1,36 @@
+// The progress line of long data work (tokenizing a corpus): bytes done of the total, MB/s and
+// ETA, redrawn in place on a terminal at most a few times a second, and printed as plain lines
+// every few seconds when stderr is a log file (so logs stay readable).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace metalm::data {
+
+// "kjv  12.3/40.0 MB  31%  18.5 MB/s  ETA 0:02": what one redraw prints.
+std::string format_progress(const std::string& label, uint64_t done, uint64_t total,
+                            double seconds);
+
+class ProgressBar {
+ public:
+  // out = nullptr: silent (tests, library users who report their own way).
+  ProgressBar(std::string label, uint64_t total_bytes, std::FILE* out = stderr);
+  void update(uint64_t done_bytes);  // cheap when called often: redraws on a timer
+  void finish();                     // the final line, with the total time
+  ~ProgressBar() { finish(); }
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void draw(bool last);
+  std::string label_;
+  uint64_t total_, done_ = 0;
+  std::FILE* out_;
+  bool tty_ = false, finished_ = false;
+  Clock::time_point start_, last_draw_;
+};
+
+}  // namespace metalm::data

@@ -48,8 +48,10 @@ int run_plot(PlotCmdOptions& o) {
     runs.push_back(std::move(r));
   }
   train::write_loss_plot(o.out, runs, o.plot);
-  std::printf("wrote %s: %zu run%s, %zu train and %zu validation points\n", o.out.c_str(),
-              runs.size(), runs.size() == 1 ? "" : "s", points, val_points);
+  std::string names;
+  for (const train::RunCurves& r : runs) names += (names.empty() ? "" : ", ") + r.name;
+  std::printf("wrote %s: %zu run%s (%s), %zu train and %zu validation points\n", o.out.c_str(),
+              runs.size(), runs.size() == 1 ? "" : "s", names.c_str(), points, val_points);
   return 0;
 }
 

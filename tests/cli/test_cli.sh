@@ -84,13 +84,15 @@ for i in $(seq 1 400); do echo "In the beginning God created the heaven and the 
 "$bin" toy-lm --config "$configs/toy-byte-lm.json" --data "$work/text.txt" --steps 4 --batch 2 \
   --seq-len 16 --eval-every 2 --sample-bytes 0 --threads 1 --log "$work/toy.jsonl" >/dev/null
 "$bin" plot "$work/toy.jsonl" --out "$work/toy.png" >"$work/out" && is_png "$work/toy.png" \
-  && grep -q "1 run, 4 train and 2 validation points" "$work/out" && ok || bad "plot a toy-lm log: $(cat "$work/out")"
+  && grep -q "1 run (toy), 4 train and 2 validation points" "$work/out" && ok || bad "plot a toy-lm log: $(cat "$work/out")"
 mkdir -p "$work/runA" "$work/runB"
 printf '{"step": 1, "loss": 5.0}\n{"step": 2, "loss": 4.0}\n{"step": 2, "val_loss": 4.4}\n' > "$work/runA/log.jsonl"
 printf '{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.5}\n{"step": 3, "lo' > "$work/runB/log.jsonl"
 "$bin" plot "$work/runA" "$work/runB/" --names a,b --smooth 0.9 --logy --title "two runs" \
   --width 640 --height 400 --out "$work/two.png" >"$work/out" && is_png "$work/two.png" && ok || bad "plot two run dirs"
 grep -q "runB/log.jsonl: skipped its last line" "$work/out" && ok || bad "plot notes a truncated last line"
+"$bin" plot "$work/runA/log.jsonl" "$work/runB/" --out "$work/names.png" >"$work/out" \
+  && grep -q "2 runs (runA, runB)" "$work/out" && ok || bad "plot names runs by their directory: $(cat "$work/out")"
 [ "$(od -An -tu1 -j16 -N8 "$work/two.png" | tr -s ' ')" = " 0 0 2 128 0 0 1 144" ] && ok || bad "plot --width/--height"
 expect_error "plot --strict truncated" "line 3: truncated last line" "$bin" plot "$work/runB" --strict --out "$work/x.png"
 expect_error "plot missing log" "cannot open" "$bin" plot "$work/none.jsonl" --out "$work/x.png"

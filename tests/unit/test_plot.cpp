@@ -352,6 +352,15 @@ TEST_F(Plot, ValidationMarkersAtTheirPoints) {
   EXPECT_TRUE(colour_near(img, mx, my, c, 8));
 }
 
+TEST_F(Plot, ALoneStepIsADot) {
+  train::RunCurves r;
+  r.name = "one";
+  r.train = {{10}, {3.5}};
+  const train::PlotFrame f = train::plot_frame({r}, {});
+  const Image img = decode(train::render_loss_plot({r}, {}));
+  EXPECT_TRUE(colour_near(img, f.px(10), f.py(3.5), train::run_colour(0), 1));
+}
+
 TEST_F(Plot, TwoRunsTwoColoursAndALegend) {
   const train::RunCurves a = falling("a", 600, 0, 1.5), b = falling("b", 600, 0, 0);
   const train::PlotOptions o;

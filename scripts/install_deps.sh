@@ -6,6 +6,7 @@ packages=(
   g++ cmake ninja-build pkg-config          # toolchain
   libdnnl-dev                               # oneDNN: GEMM and primitives (DESIGN D1)
   nlohmann-json3-dev libcli11-dev           # JSON, command line
+  libcairo2-dev fonts-dejavu-core           # loss plots: cairo, and the font of their labels
   libgtest-dev libbenchmark-dev             # tests, microbenchmarks
   python3-torch python3-numpy               # PyTorch reference for tests and bench only
   libopenblas0-pthread                      # the BLAS PyTorch uses in baselines.md (else netlib)

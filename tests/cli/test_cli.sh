@@ -21,7 +21,7 @@ expect_error() {
 }
 
 "$bin" --help >/dev/null && ok || bad "--help"
-for cmd in init forward info toy-lm; do
+for cmd in init forward info toy-lm plot; do
   "$bin" "$cmd" --help | grep -q "Example:" && ok || bad "$cmd --help has no example"
 done
 
@@ -77,6 +77,35 @@ expect_error "bad matmul precision" "matmul-precision" "$bin" forward --model "$
 expect_error "toy-lm missing data" "cannot open data file" "$bin" toy-lm --config "$configs/toy-byte-lm.json" \
   --data "$work/none.txt" --steps 1
 expect_error "toy-lm missing config" "cannot open" "$bin" toy-lm --config "$work/none.json" --steps 1
+
+# metalm plot: a log from the real trainer, run directories, and every bad input as one line.
+is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
+for i in $(seq 1 400); do echo "In the beginning God created the heaven and the earth. $i"; done > "$work/text.txt"
+"$bin" toy-lm --config "$configs/toy-byte-lm.json" --data "$work/text.txt" --steps 4 --batch 2 \
+  --seq-len 16 --eval-every 2 --sample-bytes 0 --threads 1 --log "$work/toy.jsonl" >/dev/null
+"$bin" plot "$work/toy.jsonl" --out "$work/toy.png" >"$work/out" && is_png "$work/toy.png" \
+  && grep -q "1 run (toy), 4 train and 2 validation points" "$work/out" && ok || bad "plot a toy-lm log: $(cat "$work/out")"
+mkdir -p "$work/runA" "$work/runB"
+printf '{"step": 1, "loss": 5.0}\n{"step": 2, "loss": 4.0}\n{"step": 2, "val_loss": 4.4}\n' > "$work/runA/log.jsonl"
+printf '{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.5}\n{"step": 3, "lo' > "$work/runB/log.jsonl"
+"$bin" plot "$work/runA" "$work/runB/" --names a,b --smooth 0.9 --logy --title "two runs" \
+  --width 640 --height 400 --out "$work/two.png" >"$work/out" && is_png "$work/two.png" && ok || bad "plot two run dirs"
+grep -q "runB/log.jsonl: skipped its last line" "$work/out" && ok || bad "plot notes a truncated last line"
+"$bin" plot "$work/runA/log.jsonl" "$work/runB/" --out "$work/names.png" >"$work/out" \
+  && grep -q "2 runs (runA, runB)" "$work/out" && ok || bad "plot names runs by their directory: $(cat "$work/out")"
+[ "$(od -An -tu1 -j16 -N8 "$work/two.png" | tr -s ' ')" = " 0 0 2 128 0 0 1 144" ] && ok || bad "plot --width/--height"
+expect_error "plot --strict truncated" "line 3: truncated last line" "$bin" plot "$work/runB" --strict --out "$work/x.png"
+expect_error "plot missing log" "cannot open" "$bin" plot "$work/none.jsonl" --out "$work/x.png"
+expect_error "plot dir without log" "without log.jsonl" "$bin" plot "$work" --out "$work/x.png"
+: > "$work/empty.jsonl"
+expect_error "plot empty log" "empty log" "$bin" plot "$work/empty.jsonl" --out "$work/x.png"
+printf '{"step": 1, "loss": 5.0}\n{"step": 2, "loss": }\n' > "$work/malformed.jsonl"
+expect_error "plot malformed line" "malformed.jsonl: line 2: record is not valid JSON" \
+  "$bin" plot "$work/malformed.jsonl" --out "$work/x.png"
+expect_error "plot names count" "--names has 1 names for 2 runs" "$bin" plot "$work/runA" "$work/runB" --names a --out "$work/x.png"
+expect_error "plot bad smooth" "smooth" "$bin" plot "$work/runA" --smooth 1.5 --out "$work/x.png"
+expect_error "plot unwritable" "cannot create" "$bin" plot "$work/runA" --out "$work/no/such/dir/x.png"
+[ ! -e "$work/x.png" ] && [ -z "$(ls "$work" | grep '\.tmp\.')" ] && ok || bad "plot errors left a file behind"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

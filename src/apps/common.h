@@ -36,5 +36,6 @@ Command add_init_command(CLI::App& app);
 Command add_forward_command(CLI::App& app);
 Command add_info_command(CLI::App& app);
 Command add_toy_lm_command(CLI::App& app);
+Command add_tokenizer_command(CLI::App& app);
 
 }  // namespace metalm::apps

@@ -80,6 +80,8 @@ struct TrainOptions {
   int64_t input_sentence_size = 0;
   // Lines longer than this many bytes are skipped and counted (SentencePiece's default).
   int64_t max_sentence_length = 4192;
+  // The same inputs, options, seed and thread count give the same tokenizer.model, byte for
+  // byte. Another thread count may not: unigram training sums its EM statistics per thread.
   uint64_t seed = 1;
   int threads = 0;       // 0: metalm's thread count (get_num_threads())
   bool verbose = false;  // let SentencePiece's own log through to stderr

@@ -86,16 +86,19 @@ def text_row(name, ours, theirs):
            "metalm_range": [round(x_lo, 2), round(x_hi, 2)], "baseline": None,
            "ratio": None, "peak_fraction": None, "threads": m[0]["threads"],
            "text_bytes": m[0]["bytes"], "ids": m[0]["ids"],
-           "baseline_is": "python3-sentencepiece encode(list, num_threads)"}
+           "baseline_is": "python3-sentencepiece, its faster of encode(list, num_threads) "
+                          "and a loop of encode(line)"}
     if b:
         y, y_lo, y_hi = spread([rate(r) for r in b])
         row.update({"baseline": round(y, 2), "baseline_range": [round(y_lo, 2), round(y_hi, 2)],
                     "ratio": round(x / y, 3),
                     "ratio_range": [round(x_lo / y_hi, 3), round(x_hi / y_lo, 3)],
-                    "same_ids": all(r["ids"] == m[0]["ids"] for r in b)})
-        loops = [r["bytes"] / r["python_loop_seconds"] / 1e6 for r in b if "python_loop_seconds" in r]
-        if loops:
-            row["baseline_python_loop"] = round(statistics.median(loops), 2)
+                    "same_ids": all(r["ids"] == m[0]["ids"] for r in b),
+                    "baseline_ways": sorted({r["python_way"] for r in b})})
+        for way in ("batch", "loop"):
+            rates = [r["bytes"] / r[f"{way}_seconds"] / 1e6 for r in b if f"{way}_seconds" in r]
+            if rates:
+                row[f"baseline_{way}"] = round(statistics.median(rates), 2)
     return row
 
 

@@ -8,6 +8,7 @@ measurements of each peak, both listed, "disturbed" if they differ by over 10%, 
 model name), precision_auto (both decisions), baseline_setting; then one line per case. Every
 line carries "baseline_setting" (core type, OpenBLAS kernel, probe GFLOP/s).
 
+Tokenizer cases ("bytes" in the record) are MB/s of text, against python3-sentencepiece.
 Model cases come in rounds (several lines per name and side). Their "metalm" and "baseline" are
 the medians over rounds, "*_range" the [min, max]; "ratio" is the ratio of the medians and
 "ratio_range" the bounds no pairing of rounds can leave: [min metalm / max baseline,
@@ -71,6 +72,33 @@ def model_row(name, ours, theirs, peak_of):
         if b32:
             row["ratio_vs_baseline_f32"] = round(
                 x / statistics.median(r["tokens"] / r["seconds"] for r in b32), 3)
+    return row
+
+
+def text_row(name, ours, theirs):
+    """The tokenizer over rounds: MB/s of UTF-8 text encoded, medians and ranges of both sides
+    (baseline: python3-sentencepiece's batch encode on the same text and model)."""
+    def rate(r):
+        return r["bytes"] / r["seconds"] / 1e6
+    m, b = ours[name], theirs.get(name, [])
+    x, x_lo, x_hi = spread([rate(r) for r in m])
+    row = {"name": name, "unit": "MB/s", "rounds": len(m), "metalm": round(x, 2),
+           "metalm_range": [round(x_lo, 2), round(x_hi, 2)], "baseline": None,
+           "ratio": None, "peak_fraction": None, "threads": m[0]["threads"],
+           "text_bytes": m[0]["bytes"], "ids": m[0]["ids"],
+           "baseline_is": "python3-sentencepiece, its faster of encode(list, num_threads) "
+                          "and a loop of encode(line)"}
+    if b:
+        y, y_lo, y_hi = spread([rate(r) for r in b])
+        row.update({"baseline": round(y, 2), "baseline_range": [round(y_lo, 2), round(y_hi, 2)],
+                    "ratio": round(x / y, 3),
+                    "ratio_range": [round(x_lo / y_hi, 3), round(x_hi / y_lo, 3)],
+                    "same_ids": all(r["ids"] == m[0]["ids"] for r in b),
+                    "baseline_ways": sorted({r["python_way"] for r in b})})
+        for way in ("batch", "loop"):
+            rates = [r["bytes"] / r[f"{way}_seconds"] / 1e6 for r in b if f"{way}_seconds" in r]
+            if rates:
+                row[f"baseline_{way}"] = round(statistics.median(rates), 2)
     return row
 
 
@@ -138,6 +166,9 @@ def main():
                       "ratio": round(g_lin / g_raw, 3),
                       "peak_fraction": round(g_lin / peak_of("f32"), 3),
                       "baseline_is": "dnnl_sgemm, same 3 GEMMs"})
+            continue
+        if m.get("bytes"):  # the tokenizer: MB/s over rounds
+            emit(text_row(name, ours, theirs))
             continue
         if m.get("tokens"):  # model benchmarks: tokens/s over rounds
             emit(model_row(name, ours, theirs, peak_of))

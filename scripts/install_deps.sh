@@ -7,8 +7,10 @@ packages=(
   libdnnl-dev                               # oneDNN: GEMM and primitives (DESIGN D1)
   nlohmann-json3-dev libcli11-dev           # JSON, command line
   libcairo2-dev fonts-dejavu-core           # loss plots: cairo, and the font of their labels
+  libsentencepiece-dev                      # tokenizer and its trainer (DESIGN D1)
   libgtest-dev libbenchmark-dev             # tests, microbenchmarks
   python3-torch python3-numpy               # PyTorch reference for tests and bench only
+  python3-sentencepiece                     # tokenizer reference for tests and bench only
   libopenblas0-pthread                      # the BLAS PyTorch uses in baselines.md (else netlib)
   bible-kjv                                 # real English text for the main job (data/kjv.txt)
 )

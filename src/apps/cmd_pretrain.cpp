@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "apps/common.h"
+#include "metalm/autograd/autograd.h"
 #include "metalm/data/corpus.h"
 #include "metalm/data/packing.h"
 #include "metalm/data/split.h"

@@ -37,5 +37,7 @@ Command add_forward_command(CLI::App& app);
 Command add_info_command(CLI::App& app);
 Command add_toy_lm_command(CLI::App& app);
 Command add_plot_command(CLI::App& app);
+Command add_tokenizer_command(CLI::App& app);
+Command add_pretrain_command(CLI::App& app);
 
 }  // namespace metalm::apps

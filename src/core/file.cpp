@@ -29,6 +29,14 @@ FileDescriptor::~FileDescriptor() {
 
 int FileDescriptor::release() { return std::exchange(fd_, -1); }
 
+FileDescriptor& FileDescriptor::operator=(FileDescriptor&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
 void read_exact(int fd, void* dst, uint64_t n, const std::string& op, const std::string& path) {
   char* p = static_cast<char*>(dst);
   while (n > 0) {
@@ -56,19 +64,26 @@ void read_exact_at(int fd, void* dst, uint64_t n, uint64_t offset, const std::st
   }
 }
 
-std::string read_file_bounded(const std::string& path, uint64_t max_bytes, const std::string& op,
-                              const std::string& what) {
+FileDescriptor open_regular_file(const std::string& path, const std::string& op, uint64_t* size) {
   FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) io_error(op, path, "cannot open: ", errno_text(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) io_error(op, path, "cannot stat: ", errno_text(errno));
   if (S_ISDIR(st.st_mode)) io_error(op, path, "is a directory, not a file");
   if (!S_ISREG(st.st_mode)) io_error(op, path, "not a regular file");
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
+std::string read_file_bounded(const std::string& path, uint64_t max_bytes, const std::string& op,
+                              const std::string& what) {
+  uint64_t file_size = 0;
+  const FileDescriptor fd = open_regular_file(path, op, &file_size);
   auto too_large = [&](uint64_t n) {
     throw FormatError(detail::cat("[", op, "] ", path, ": ", n, " bytes is too large for ", what,
                                   " (limit ", max_bytes, ")"));
   };
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) too_large(static_cast<uint64_t>(st.st_size));
+  if (file_size > max_bytes) too_large(file_size);
   std::string text;
   char buf[65536];
   for (;;) {
@@ -141,13 +156,7 @@ void write_file_atomic(const std::string& op, const std::string& path, const std
 }
 
 MappedFile::MappedFile(const std::string& path, const std::string& op) : path_(path) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (fd.get() < 0) io_error(op, path, "cannot open: ", errno_text(errno));
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) io_error(op, path, "cannot stat: ", errno_text(errno));
-  if (S_ISDIR(st.st_mode)) io_error(op, path, "is a directory, not a file");
-  if (!S_ISREG(st.st_mode)) io_error(op, path, "not a regular file");
-  size_ = static_cast<uint64_t>(st.st_size);
+  const FileDescriptor fd = open_regular_file(path, op, &size_);
   if (size_ == 0) return;  // mmap of length 0 is an error; there is nothing to read anyway
   void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) io_error(op, path, "cannot map ", size_, " bytes: ", errno_text(errno));

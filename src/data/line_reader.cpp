@@ -15,20 +15,13 @@ namespace {
 constexpr size_t kChunk = 1 << 20;  // bytes asked of read() at a time
 }  // namespace
 
-LineReader::LineReader(const std::string& path, uint64_t max_line_bytes, std::string op)
+LineReader::LineReader(const std::string& path, uint64_t max_line_bytes, std::string op,
+                       LongLines long_lines)
     : path_(path),
       op_(std::move(op)),
       max_line_bytes_(max_line_bytes),
-      fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-  if (fd_.get() < 0)
-    throw IoError(detail::cat("[", op_, "] ", path_, ": cannot open: ", errno_text(errno)));
-  struct stat st {};
-  if (::fstat(fd_.get(), &st) != 0)
-    throw IoError(detail::cat("[", op_, "] ", path_, ": cannot stat: ", errno_text(errno)));
-  if (!S_ISREG(st.st_mode))
-    throw IoError(detail::cat("[", op_, "] ", path_, ": not a regular file"));
-  file_size_ = static_cast<uint64_t>(st.st_size);
-}
+      long_lines_(long_lines),
+      fd_(open_regular_file(path, op_, &file_size_)) {}
 
 bool LineReader::fill() {
   if (eof_) return false;
@@ -54,16 +47,37 @@ bool LineReader::fill() {
   }
 }
 
-bool LineReader::next(std::string_view& line) {
+bool LineReader::next(std::string_view& line, bool* skipped) {
+  if (skipped) *skipped = false;
   size_t scanned = begin_;  // buf_[begin_, scanned) holds no "\n"
+  uint64_t dropped = 0;     // bytes of a too-long line already thrown away
   for (;;) {
     const char* base = buf_.data();
     const char* nl = static_cast<const char*>(std::memchr(base + scanned, '\n', end_ - scanned));
     const size_t len = (nl != nullptr ? static_cast<size_t>(nl - base) : end_) - begin_;
-    if (len > max_line_bytes_)
-      throw FormatError(detail::cat("[", op_, "] ", path_, ": line ", line_number_ + 1,
-                                    " (byte offset ", consumed_, ") is longer than the limit of ",
-                                    max_line_bytes_, " bytes (max_line_bytes)"));
+    if (len + dropped > max_line_bytes_) {
+      if (long_lines_ == LongLines::error)
+        throw FormatError(detail::cat("[", op_, "] ", path_, ": line ", line_number_ + 1,
+                                      " (byte offset ", consumed_, ") is longer than the limit of ",
+                                      max_line_bytes_, " bytes (max_line_bytes)"));
+      size_t taken = len + 1;  // the rest of the line with its "\n"
+      if (nl == nullptr) {  // drop what is buffered and read on to the line's end
+        dropped += len;
+        begin_ = end_;
+        if (fill()) {
+          scanned = begin_;
+          continue;
+        }
+        taken = 0;  // the file ended inside the line: every byte of it is in `dropped`
+      }
+      line_offset_ = consumed_;
+      ++line_number_;
+      consumed_ += dropped + taken;
+      begin_ += taken;
+      line = std::string_view();
+      if (skipped) *skipped = true;
+      return true;
+    }
     size_t taken = len + 1;  // with its "\n"
     if (nl == nullptr) {
       if (fill()) {  // fill() moved the unread bytes to the front
@@ -83,21 +97,24 @@ bool LineReader::next(std::string_view& line) {
   }
 }
 
-size_t find_invalid_utf8(std::string_view s) {
+size_t find_invalid_utf8(std::string_view s, bool allow_nul) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
   size_t i = 0;
   while (i < n) {
-    // ASCII runs 8 bytes at a time: most corpus text is ASCII.
+    // ASCII runs 8 bytes at a time: most corpus text is ASCII. (w - 0x01..) & ~w & 0x80..
+    // is nonzero iff a byte of w is 0.
     while (i + 8 <= n) {
       uint64_t w;
       std::memcpy(&w, p + i, 8);
       if (w & 0x8080808080808080ull) break;
+      if (!allow_nul && ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) break;
       i += 8;
     }
     if (i >= n) break;
     const unsigned c = p[i];
     if (c < 0x80) {
+      if (c == 0 && !allow_nul) return i;
       ++i;
       continue;
     }
@@ -123,6 +140,12 @@ size_t find_invalid_utf8(std::string_view s) {
     i += len;
   }
   return std::string_view::npos;
+}
+
+int64_t utf8_length(std::string_view s) {
+  int64_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
 }
 
 }  // namespace metalm::data

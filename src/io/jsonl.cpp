@@ -72,17 +72,11 @@ JsonlStats for_each_jsonl(const std::string& path, const std::string& op,
                           const std::function<void(const Json&, const JsonlLine&)>& fn) {
   MLM_CHECK(options.max_file_bytes > 0 && options.max_line_bytes > 0, ValueError, "[", op, "] ",
             path, ": JSONL size caps must be positive");
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  MLM_CHECK(fd.get() >= 0, IoError, "[", op, "] ", path, ": cannot open: ", errno_text(errno));
-  struct stat st {};
-  MLM_CHECK(::fstat(fd.get(), &st) == 0, IoError, "[", op, "] ", path,
-            ": cannot stat: ", errno_text(errno));
-  MLM_CHECK(!S_ISDIR(st.st_mode), IoError, "[", op, "] ", path, ": is a directory, not a file");
-  MLM_CHECK(S_ISREG(st.st_mode), IoError, "[", op, "] ", path, ": not a regular file");
+  uint64_t file_size = 0;
+  const FileDescriptor fd = open_regular_file(path, op, &file_size);
 
   LineReader reader(path, op, options, fn);
-  if (static_cast<uint64_t>(st.st_size) > options.max_file_bytes)
-    reader.too_large(static_cast<uint64_t>(st.st_size));
+  if (file_size > options.max_file_bytes) reader.too_large(file_size);
   std::vector<char> buf(1 << 16);
   std::string pending;  // the start of a line that began in an earlier chunk
   uint64_t total = 0;

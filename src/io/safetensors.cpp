@@ -329,13 +329,9 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
 }
 
 SafetensorsReader::SafetensorsReader(const std::string& path)
-    : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)) {
-  if (fd_.get() < 0) io_error(path, "cannot open: ", errno_text(errno));
-  struct stat st {};
-  if (::fstat(fd_.get(), &st) != 0) io_error(path, "cannot stat: ", errno_text(errno));
-  if (S_ISDIR(st.st_mode)) io_error(path, "cannot read: ", errno_text(EISDIR));
-  if (!S_ISREG(st.st_mode)) io_error(path, "not a regular file");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+    : path_(path) {
+  uint64_t file_size = 0;
+  fd_ = open_regular_file(path, "safetensors", &file_size);
   uint8_t prefix[8] = {};
   if (file_size >= 8) read_exact_at(fd_.get(), prefix, 8, 0, "safetensors", path);
   const uint64_t n = check_header_length(prefix, file_size, path);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "common/test_util.h"
 #include "metalm/core/error.h"
@@ -155,6 +156,25 @@ TEST_F(CorpusFiles, LineLongerThanTheLimitIsOneClearError) {
   ASSERT_TRUE(r.next(line));
   EXPECT_TRUE(throws_with<FormatError>([&] { r.next(line); },
                                        {"a.txt", "line 2", "byte offset 6", "limit of 1000"}));
+}
+
+// Skipping (tokenizer training): a long line in the middle and one ending the file without
+// "\n", each longer than the reader's 1 MiB chunk, come back empty and flagged; the lines
+// around them and every offset stay right.
+TEST_F(CorpusFiles, LongLinesAreSkippedWhenAskedWithOffsetsKept) {
+  const std::string big(3 << 20, 'q');
+  put("a.txt", "one\n" + big + "\ntwo\n" + big);
+  LineReader r(path("a.txt"), 100, "tokenizer", LineReader::LongLines::skip);
+  std::string_view line;
+  bool skipped = false;
+  std::vector<std::tuple<std::string, bool, uint64_t>> got;
+  while (r.next(line, &skipped)) got.emplace_back(std::string(line), skipped, r.line_offset());
+  const uint64_t two = 4 + big.size() + 1;
+  const std::vector<std::tuple<std::string, bool, uint64_t>> want = {
+      {"one", false, 0}, {"", true, 4}, {"two", false, two}, {"", true, two + 4}};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(r.line_number(), 4u);
+  EXPECT_EQ(r.bytes_consumed(), two + 4 + big.size());
 }
 
 TEST_F(CorpusFiles, TenMegabyteLineIsRejectedUnderASmallLimitAndCutWhenPacked) {

@@ -462,5 +462,5 @@ TEST_F(Safetensors, MissingOrUnreadableFileIsIoError) {
   EXPECT_TRUE(throws<IoError>([&] { load_safetensors(missing); }, "[safetensors] " + missing + ": ",
                               "cannot open: No such file or directory"));
   EXPECT_TRUE(throws<IoError>([&] { load_safetensors(dir_.string()); },
-                              "[safetensors] " + dir_.string() + ": ", "Is a directory"));
+                              "[safetensors] " + dir_.string() + ": ", "is a directory"));
 }

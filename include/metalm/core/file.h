@@ -16,12 +16,19 @@ class FileDescriptor {
   ~FileDescriptor();
   FileDescriptor(const FileDescriptor&) = delete;
   FileDescriptor& operator=(const FileDescriptor&) = delete;
+  FileDescriptor(FileDescriptor&& o) noexcept : fd_(o.release()) {}
+  FileDescriptor& operator=(FileDescriptor&& o) noexcept;
   int get() const { return fd_; }
   int release();
 
  private:
   int fd_;
 };
+
+// Opens a regular file for reading (O_NONBLOCK, so a FIFO never hangs the open) and gives its
+// size. IoError "[op] path: cannot open: ...", "... is a directory, not a file" or "... not a
+// regular file" (a device, a FIFO): every reader of the project opens files through here.
+FileDescriptor open_regular_file(const std::string& path, const std::string& op, uint64_t* size);
 
 // Reads exactly n bytes; a short read or an error throws IoError "[op] path: ...".
 void read_exact(int fd, void* dst, uint64_t n, const std::string& op, const std::string& path);

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The python twin of metalm_bench_tokenizer: Debian's python3-sentencepiece encoding every
+line of the same text file with the same tokenizer.model, in its fastest way: the batch API
+(encode(list, num_threads): the loop over lines runs in C++, on num_threads threads) and, on one
+thread, also the plain Python loop of one encode() call per line, which is as fast within
+the noise (sometimes faster); "seconds" is the faster of the two, "python_way" says which. Prints one JSON line per case, as metalm_bench_tokenizer does.
+
+Usage: spm_tokenizer.py --model DIR --text FILE [--threads N] [--repeats N]
+       spm_tokenizer.py --make-text OUT [--source FILE] [--mb M]
+The second form writes the bench's text: FILE (data/kjv.txt when bench/run finds it) repeated
+until M MB, or, without a source, made-up sentences (seeded, so every run encodes the same)."""
+import argparse
+import json
+import random
+import time
+
+import sentencepiece as spm
+
+CHUNK = 8192  # lines per batch call: bounds the memory of the Python lists of ids
+
+
+def make_text(out, source, mb):
+    target = int(mb * 1e6)
+    if source:
+        with open(source, "rb") as f:
+            block = f.read()
+    else:
+        rng = random.Random(0)
+        syllables = "ka to ri men sa lo vin de tra po ul ne ga shi ber mo an et is".split()
+        words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4)))
+                 for _ in range(20000)]
+        weights = [1.0 / (r + 1) for r in range(len(words))]  # Zipf, as words in real text
+        lines = []
+        for _ in range(40000):
+            n = rng.randint(4, 30)
+            lines.append(" ".join(rng.choices(words, weights, k=n)).capitalize() + ".")
+        block = ("\n".join(lines) + "\n").encode()
+    with open(out, "wb") as f:
+        written = 0
+        while written < target:
+            f.write(block)
+            written += len(block)
+
+
+def encode_all(sp, lines, threads):
+    n = 0
+    for i in range(0, len(lines), CHUNK):
+        n += sum(map(len, sp.encode(lines[i:i + CHUNK], num_threads=threads)))
+    return n
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model")
+    p.add_argument("--text")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--make-text")
+    p.add_argument("--source")
+    p.add_argument("--mb", type=float, default=32)
+    a = p.parse_args()
+    if a.make_text:
+        make_text(a.make_text, a.source, a.mb)
+        return
+    sp = spm.SentencePieceProcessor(model_file=f"{a.model}/tokenizer.model")
+    with open(a.text, "rb") as f:
+        raw = f.read().split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()  # the newline that ends the last line starts no line
+    nbytes = sum(map(len, raw))
+    lines = [r.decode() for r in raw]
+    counts = [1] + ([a.threads] if a.threads > 1 else [])
+    for t in counts:
+        ways = {"batch": lambda: encode_all(sp, lines, t)}
+        if t == 1:
+            ways["loop"] = lambda: sum(len(sp.encode(line)) for line in lines)
+        seconds, ids = {}, {}
+        for way, run in ways.items():
+            seconds[way] = float("inf")
+            for _ in range(a.repeats):
+                start = time.perf_counter()
+                ids[way] = run()
+                seconds[way] = min(seconds[way], time.perf_counter() - start)
+        fastest = min(seconds, key=seconds.get)
+        row = {"name": f"tokenizer_encode_{t}thread{'' if t == 1 else 's'}", "bytes": nbytes,
+               "ids": ids[fastest], "lines": len(lines), "seconds": seconds[fastest],
+               "python_way": fastest, "threads": t, "vocab_size": sp.get_piece_size()}
+        row.update({f"{way}_seconds": s for way, s in seconds.items()})
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

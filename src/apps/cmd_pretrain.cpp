@@ -118,10 +118,13 @@ int run_pretrain(const PretrainOptions& o) {
     train_packed.emplace_back(s, split.train, pack, cc.special);
     valid_packed.emplace_back(s, split.valid, pack, cc.special);
     train_tokens += train_packed.back().packed_tokens();
-    std::printf("corpus %s: %llu documents, %llu tokens (%llu held out for validation)%s\n",
+    std::printf("corpus %s: %llu documents, %llu tokens (%llu documents held out for "
+                "validation), %llu lines longer than a sample split across samples%s\n",
                 s.name().c_str(), static_cast<unsigned long long>(s.docs()),
                 static_cast<unsigned long long>(s.tokens()),
                 static_cast<unsigned long long>(split.valid.size()),
+                static_cast<unsigned long long>(train_packed.back().cut_lines() +
+                                                valid_packed.back().cut_lines()),
                 s.reused() ? ", tokenized earlier" : "");
   }
   std::vector<const data::PackedSource*> train_src, valid_src;

@@ -15,19 +15,26 @@ PackedSource::Pos PackedSource::walk(Pos p, Take&& take) const {
     const uint64_t n_lines = d.end_line - d.first_line;
     while (p.line < n_lines) {
       const uint64_t l = d.first_line + p.line;
-      const uint64_t n = d.shard->line_end(l) - d.shard->line_begin(l);
+      const uint64_t full = d.shard->line_end(l) - d.shard->line_begin(l);
+      const uint64_t n = full - p.offset;  // what is left of it
       if (used + n <= T) {
-        take(p.doc, *d.shard, l, n, n);
+        take(p.doc, *d.shard, l, p.offset, n, full);
         used += n;
         ++p.line;
+        p.offset = 0;
         continue;
       }
-      if (used > 1) return p;              // does not fit: it starts the next sequence
-      take(p.doc, *d.shard, l, T - 1, n);  // alone and still too long: cut
-      if (++p.line == n_lines) p = {p.doc + 1, 0};
+      if (used > 1) return p;  // does not fit: it starts the next sequence
+      take(p.doc, *d.shard, l, p.offset, T - 1, full);  // alone and still too long
+      if (options_.long_lines == LongLines::split) {
+        p.offset += T - 1;  // the rest starts the next sequence (n > T - 1: some is left)
+        return p;
+      }
+      p.offset = 0;
+      if (++p.line == n_lines) p = {p.doc + 1, 0, 0};
       return p;
     }
-    p = {p.doc + 1, 0};
+    p = {p.doc + 1, 0, 0};
     if (options_.mode == PackMode::complete_doc || used == T) return p;
   }
   return p;
@@ -44,11 +51,12 @@ PackedSource::PackedSource(const TokenizedSource& source, std::vector<uint64_t> 
   while (p.doc < documents_.size()) {
     starts_.push_back(p);
     ++packed_;  // <s>
-    p = walk(p, [&](uint64_t, const io::Shard&, uint64_t, uint64_t taken, uint64_t full) {
+    p = walk(p, [&](uint64_t, const io::Shard&, uint64_t, uint64_t offset, uint64_t taken,
+                    uint64_t full) {
       packed_ += taken;
-      if (taken < full) {
+      if (offset == 0 && taken < full) {
         ++cut_lines_;
-        cut_tokens_ += full - taken;
+        if (options_.long_lines == LongLines::cut) cut_tokens_ += full - taken;
       }
     });
   }
@@ -68,19 +76,20 @@ void PackedSource::sequence(uint64_t i, PackedSequence& out) const {
   int32_t at = 1, segment_start = 0;
   uint64_t last_doc = UINT64_MAX;
   walk(starts_[i],
-       [&](uint64_t doc, const io::Shard& shard, uint64_t line, uint64_t taken, uint64_t full) {
+       [&](uint64_t doc, const io::Shard& shard, uint64_t line, uint64_t offset, uint64_t taken,
+           uint64_t full) {
          if (doc != last_doc) {
            if (!out.documents.empty()) segment_start = at;  // segment 0 starts at <s>
            out.documents.push_back(documents_[doc]);
            last_doc = doc;
          }
          const int32_t n = static_cast<int32_t>(taken);
-         const uint64_t b = shard.line_begin(line);
+         const uint64_t b = shard.line_begin(line) + offset;
          shard.copy_tokens(b, b + taken, out.tokens.data() + at);
          std::fill_n(out.segments.begin() + at, n, static_cast<int32_t>(out.documents.size() - 1));
          for (int32_t t = at; t < at + n; ++t)
            out.positions[t] = options_.restart_positions ? t - segment_start : t;
-         out.lines.push_back({at, at + n, taken < full});
+         out.lines.push_back({at, at + n, offset + taken < full, offset > 0});
          at += n;
        });
   out.length = at;

@@ -191,7 +191,7 @@ TEST_F(CorpusFiles, TenMegabyteLineIsRejectedUnderASmallLimitAndCutWhenPacked) {
   const data::Corpus corpus = build(c);
   const TokenizedSource& src = corpus.sources[0];
   ASSERT_EQ(src.docs(), 3u);
-  PackedSource packed(src, {0, 1, 2}, PackOptions{64});
+  PackedSource packed(src, {0, 1, 2}, PackOptions{64, PackMode::complete, false, LongLines::cut});
   ASSERT_EQ(packed.size(), 3u);  // "before", the cut line alone, "after"
   EXPECT_EQ(packed.cut_lines(), 1u);
   EXPECT_EQ(packed.cut_tokens(), big.size() + 2 - 63);  // the line, </line>, </doc>, less 63
@@ -201,6 +201,23 @@ TEST_F(CorpusFiles, TenMegabyteLineIsRejectedUnderASmallLimitAndCutWhenPacked) {
   ASSERT_EQ(seq.lines.size(), 1u);
   EXPECT_TRUE(seq.lines[0].cut);
   EXPECT_EQ(seq.tokens[63], kByteBase + 'z');
+
+  // Split (the default): the line, </line>, </doc> fill pieces of 63; "after" (7 ids) joins the
+  // last piece (42 ids), so nothing is lost and one sequence follows "before" per piece.
+  const PackedSource split(src, {0, 1, 2}, PackOptions{64});
+  const uint64_t pieces = (big.size() + 2 + 62) / 63;
+  ASSERT_EQ(split.size(), 1 + pieces);
+  EXPECT_EQ(split.cut_lines(), 1u);
+  EXPECT_EQ(split.cut_tokens(), 0u);
+  EXPECT_EQ(split.packed_tokens(), src.tokens() + split.size());
+  split.sequence(2, seq);
+  ASSERT_EQ(seq.lines.size(), 1u);
+  EXPECT_TRUE(seq.lines[0].continued && seq.lines[0].cut);
+  split.sequence(pieces, seq);
+  ASSERT_EQ(seq.lines.size(), 2u);
+  EXPECT_TRUE(seq.lines[0].continued && !seq.lines[0].cut);
+  EXPECT_EQ(seq.lines[0].end - seq.lines[0].begin, static_cast<int32_t>((big.size() + 2) % 63));
+  EXPECT_EQ(seq.length, 1 + 42 + 7);
 }
 
 TEST_F(CorpusFiles, Utf8ValidatorFindsTheFirstIllFormedByte) {
@@ -579,9 +596,10 @@ TEST(CorpusSplit, DeterministicDisjointCoveringAndSeedSensitive) {
 namespace {
 
 // Checks every sequence of `packed` against the documents it was packed from: <s> first,
-// exact length, each line whole (or cut only when alone and too long), segments and document
-// ids consistent, positions as asked; and that the lines of the epoch are exactly the
-// documents' lines, in order, none lost or repeated.
+// exact length, each line whole (or cut only when alone and too long, its rest going on at the
+// start of the next sequence unless LongLines::cut), segments and document ids consistent,
+// positions as asked; and that the lines of the epoch are exactly the documents' lines, in
+// order, none lost or repeated.
 void check_packing(const PackedSource& packed, const std::vector<uint64_t>& docs) {
   const TokenizedSource& src = packed.source();
   const int32_t T = static_cast<int32_t>(packed.options().tokens_per_sample);
@@ -607,9 +625,23 @@ void check_packing(const PackedSource& packed, const std::vector<uint64_t>& docs
       if (k > 0) {
         EXPECT_EQ(ls.begin, seq.lines[k - 1].end);
       }
-      got.emplace_back(seq.tokens.begin() + ls.begin, seq.tokens.begin() + ls.end);
-      if (ls.cut) {
+      const bool split = packed.options().long_lines == LongLines::split;
+      if (ls.continued) {
+        ASSERT_TRUE(split) << "only split lines go on";
+        EXPECT_EQ(k, 0u) << "a line goes on at the start of the next sequence";
+        ASSERT_FALSE(got.empty());
+        got.back().insert(got.back().end(), seq.tokens.begin() + ls.begin,
+                          seq.tokens.begin() + ls.end);
+      } else {
+        if (split && !got.empty()) {
+          EXPECT_EQ(got.back().size(), want[got.size() - 1].size());
+        }
+        got.emplace_back(seq.tokens.begin() + ls.begin, seq.tokens.begin() + ls.end);
+      }
+      if (ls.cut && !ls.continued) {
         ++cut;
+      }
+      if (ls.cut) {
         EXPECT_EQ(seq.lines.size(), 1u) << "a cut line sits alone";
         EXPECT_EQ(seq.length, T);
       }
@@ -642,6 +674,7 @@ void check_packing(const PackedSource& packed, const std::vector<uint64_t>& docs
   ASSERT_EQ(got.size(), want.size());
   for (size_t k = 0; k < want.size(); ++k) {
     if (got[k].size() < want[k].size()) {  // cut: a prefix
+      ASSERT_EQ(packed.options().long_lines, LongLines::cut) << "line " << k;
       ASSERT_EQ(got[k].size(), static_cast<size_t>(T - 1));
       ASSERT_TRUE(std::equal(got[k].begin(), got[k].end(), want[k].begin())) << "line " << k;
     } else {
@@ -659,16 +692,23 @@ TEST_F(CorpusFiles, PackingFillsWholeLinesAndLosesOnlyCutTails) {
   const data::Corpus corpus = build(config({text_source("a", {path("a.txt")})}));
   const TokenizedSource& src = corpus.sources[0];
   const DocumentSplit split = split_documents(src.docs(), "a", {0.2, -1, 3});
-  for (const PackMode mode : {PackMode::complete, PackMode::complete_doc}) {
-    for (const bool restart : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << "complete_doc " << (mode == PackMode::complete_doc)
-                                        << " restart " << restart);
-      const PackOptions o{64, mode, restart};
-      const PackedSource train(src, split.train, o);
-      check_packing(train, split.train);
-      EXPECT_EQ(train.cut_lines(), 1u);
-      EXPECT_EQ(train.cut_tokens(), 151u - 63u);
-      check_packing(PackedSource(src, split.valid, o), split.valid);
+  for (const LongLines long_lines : {LongLines::split, LongLines::cut}) {
+    for (const PackMode mode : {PackMode::complete, PackMode::complete_doc}) {
+      for (const bool restart : {false, true}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "complete_doc " << (mode == PackMode::complete_doc) << " restart "
+                     << restart << " cut " << (long_lines == LongLines::cut));
+        const PackOptions o{64, mode, restart, long_lines};
+        const PackedSource train(src, split.train, o);
+        check_packing(train, split.train);
+        EXPECT_EQ(train.cut_lines(), 1u);
+        EXPECT_EQ(train.cut_tokens(), long_lines == LongLines::cut ? 151u - 63u : 0u);
+        uint64_t tokens = 0;
+        for (const uint64_t d : split.train)
+          for (const auto& l : doc_lines(src, d)) tokens += l.size();
+        EXPECT_EQ(train.packed_tokens(), tokens + train.size() - train.cut_tokens());
+        check_packing(PackedSource(src, split.valid, o), split.valid);
+      }
     }
   }
   // Crossing documents packs denser than one document per sequence.

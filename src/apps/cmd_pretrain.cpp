@@ -38,7 +38,7 @@ struct PretrainOptions {
   bool resume = false;
   // semi-causal
   std::string encoder = "text", span_loss = "exact";
-  int64_t span_length = 128, encoder_train_layers = 1;
+  int64_t span_length = 64, encoder_train_layers = 1;
   double span_proportion = 0.25;
   std::vector<std::string> freeze, unfreeze;
 };
@@ -84,10 +84,16 @@ int run_pretrain(const PretrainOptions& o) {
   const data::Tokenizer tok = data::Tokenizer::load(o.tokenizer);
   check_vocab(cfg, tok.vocab_size(), o.tokenizer);
   const data::TokenizerSpec& ids = tok.spec();
-  MLM_CHECK(o.span_length >= 2 && o.tokens_per_sample > (5 * o.span_length + 2) / 2,
-            ValueError, "[pretrain] --span-length ", o.span_length,
-            " needs --tokens-per-sample > 2.5 x span length + 1 (sequences shorter than that get "
-            "no spans), got ", o.tokens_per_sample);
+  // Sequences of at most 2.5 x span length + 1 tokens get no spans (reference-spec: _mlm_cut).
+  const bool spans_fit = o.tokens_per_sample > (5 * o.span_length + 2) / 2;
+  MLM_CHECK(o.objective != "semi-causal" || spans_fit, ValueError, "[pretrain] --span-length ",
+            o.span_length, " needs --tokens-per-sample > 2.5 x span length + 1 (sequences shorter "
+            "than that get no spans), got ", o.tokens_per_sample);
+
+  const bool resuming = o.resume && !train::latest_checkpoint(o.out).empty();
+  MLM_CHECK(o.resume || train::latest_checkpoint(o.out).empty(), ValueError, "[pretrain] --out ",
+            o.out, " holds a run already (", train::latest_checkpoint(o.out),
+            "): add --resume to continue it, or give another --out");
 
   // The corpus: tokenized once into a cache shared by runs with the same tokenizer.
   data::CorpusConfig cc;
@@ -141,7 +147,6 @@ int run_pretrain(const PretrainOptions& o) {
         train::first_batches(valid_src, o.batch, o.eval_batches, o.common.seed + 1));
 
   // The model: fresh, or built empty for the checkpoint to fill.
-  const bool resuming = o.resume && !train::latest_checkpoint(o.out).empty();
   std::unique_ptr<models::Model> model = models::build_model(cfg, {o.common.seed, !resuming});
   model->compute = compute_mode(o.common);
   auto* metalm = dynamic_cast<models::MetaLM*>(model.get());
@@ -150,9 +155,20 @@ int run_pretrain(const PretrainOptions& o) {
               "be a metalm model");
     const models::ModelConfig enc_cfg = models::load_model_config(o.init_encoder);
     models::Encoder& enc = metalm->encoder(o.encoder);
-    MLM_CHECK(models::to_json(enc_cfg) == models::to_json(enc.model_config()), ValueError,
-              "[pretrain] --init-encoder ", o.init_encoder, ": its config.json differs from encoder ",
-              o.encoder, " of ", o.config);
+    MLM_CHECK(enc_cfg.model_type == "encoder", ValueError, "[pretrain] --init-encoder ",
+              o.init_encoder, ": a model of type ", enc_cfg.model_type, ", not an encoder");
+    // The shapes must agree; the dropout rates are the docked encoder's own (its config's).
+    auto shape = [](const models::ModelConfig& c) {
+      io::Json j = models::to_json(c);
+      for (const char* k : {"dropout", "attention_dropout", "activation_dropout", "drop_path_rate"})
+        j.erase(k);
+      return j;
+    };
+    const std::string differs =
+        io::first_difference(shape(enc.model_config()), shape(enc_cfg),
+                             "in encoder " + o.encoder + " of " + o.config, "in " + o.init_encoder);
+    MLM_CHECK(differs.empty(), ValueError, "[pretrain] --init-encoder ", o.init_encoder,
+              ": not the shape of the docked encoder: ", differs);
     models::load_weights(enc, (fs::path(o.init_encoder) / "model.safetensors").string());
     std::printf("encoder %s initialised from %s\n", o.encoder.c_str(), o.init_encoder.c_str());
   }
@@ -206,7 +222,7 @@ int run_pretrain(const PretrainOptions& o) {
   // same seeds, so the same spans): the like-with-like comparison of the main job.
   train::SemiCausalObjective positions(sc);
   train::CausalObjective causal(obj.pad_id);
-  if (o.objective == "causal" && valid && o.span_proportion > 0)
+  if (o.objective == "causal" && valid && o.span_proportion > 0 && spans_fit)
     trainer.extra_eval = [&] {
       NoGradGuard ng;
       model->eval();

@@ -39,6 +39,41 @@ std::string quote(std::string_view s, size_t max_chars) {
   return cut ? q + "..." : q;
 }
 
+namespace {
+void first_difference_at(const Json& a, const Json& b, const std::string& path,
+                         std::string_view here, std::string_view there, std::string& out) {
+  auto at = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
+  if (a.is_object() && b.is_object()) {
+    for (auto it = a.begin(); it != a.end() && out.empty(); ++it) {
+      if (!b.contains(it.key())) {
+        out = detail::cat(at(it.key()), ": ", describe(it.value()), " ", here, ", missing ", there);
+        return;
+      }
+      first_difference_at(it.value(), b[it.key()], at(it.key()), here, there, out);
+    }
+    for (auto it = b.begin(); it != b.end() && out.empty(); ++it)
+      if (!a.contains(it.key()))
+        out = detail::cat(at(it.key()), ": missing ", here, ", ", describe(it.value()), " ", there);
+    return;
+  }
+  if (a.is_array() && b.is_array() && a.size() == b.size()) {
+    for (size_t i = 0; i < a.size() && out.empty(); ++i)
+      first_difference_at(a[i], b[i], detail::cat(path, "[", i, "]"), here, there, out);
+    return;
+  }
+  if (a != b)
+    out = detail::cat(path.empty() ? "the value" : path, ": ", describe(a), " ", here, ", ",
+                      describe(b), " ", there);
+}
+}  // namespace
+
+std::string first_difference(const Json& a, const Json& b, std::string_view here,
+                             std::string_view there) {
+  std::string out;
+  first_difference_at(a, b, "", here, there, out);
+  return out;
+}
+
 std::string describe(const Json& v) {
   if (v.is_null()) return "null";
   if (v.is_structured()) {

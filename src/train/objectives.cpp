@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "metalm/core/random.h"
+#include "metalm/models/metalm.h"
 #include "metalm/ops/loss.h"
 
 namespace metalm::train {
@@ -156,6 +157,26 @@ SemiCausalObjective::Prepared SemiCausalObjective::prepare(const SequenceBatch& 
 LossOutput SemiCausalObjective::loss(models::Model& model, const SequenceBatch& batch) {
   const Prepared p = prepare(batch);
   return scored_loss(model.forward(p.inputs).logits, p.targets, p.score);
+}
+
+void CausalObjective::check_model(models::Model& model) const {
+  const std::string type = model.model_config().model_type;
+  MLM_CHECK(type == "decoder" || type == "metalm", ValueError,
+            "[objective] the causal LM trains a decoder (model_type decoder or metalm), not a "
+            "model of type ", type);
+}
+
+void MlmObjective::check_model(models::Model& model) const {
+  const std::string type = model.model_config().model_type;
+  MLM_CHECK(type == "encoder", ValueError, "[objective] the mlm objective trains a text encoder "
+            "(model_type encoder), not a model of type ", type);
+}
+
+void SemiCausalObjective::check_model(models::Model& model) const {
+  auto* metalm = dynamic_cast<models::MetaLM*>(&model);
+  MLM_CHECK(metalm != nullptr, ValueError, "[objective] the semi-causal LM trains a MetaLM "
+            "(model_type metalm), not a model of type ", model.model_config().model_type);
+  metalm->encoder(options_.encoder);  // throws naming the missing encoder
 }
 
 std::unique_ptr<Objective> make_objective(const ObjectiveOptions& o) {

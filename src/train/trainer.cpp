@@ -94,6 +94,7 @@ Trainer::Trainer(models::Model& model, Objective& objective, BatchSource& train,
                 o.log_every >= 1 && o.eval_every >= 0 && o.checkpoint_every >= 0,
             ValueError, "[trainer] steps >= 0, accumulation >= 1, keep_last >= 1, clip >= 0, "
             "log_every >= 1 required");
+  objective_.check_model(model_);
   if (o.schedule.total_steps <= 1) o.schedule.total_steps = std::max<int64_t>(o.steps, 1);
   o.schedule.peak_lr = o.adam.lr;
   o.schedule.validate();
@@ -171,11 +172,17 @@ void Trainer::save_checkpoint() {
   std::error_code ec;
   fs::remove_all(tmp, ec);
   // Everything goes into a temporary directory, renamed into place at the end: a crash or a full
-  // disk leaves the previous checkpoints and `latest` as they were.
-  models::save_model_dir(tmp.string(), model_);
-  io::save_safetensors((tmp / "optimizer.safetensors").string(), optimizer_->state());
-  write_file_atomic("trainer", (tmp / "trainer_state.json").string(),
-                    state_json(wall_before_).dump(2) + "\n");
+  // disk leaves the previous checkpoints and `latest` as they were (and an error removes the
+  // temporary directory).
+  try {
+    models::save_model_dir(tmp.string(), model_);
+    io::save_safetensors((tmp / "optimizer.safetensors").string(), optimizer_->state());
+    write_file_atomic("trainer", (tmp / "trainer_state.json").string(),
+                      state_json(wall_before_).dump(2) + "\n");
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
   fs::remove_all(dir, ec);
   fs::rename(tmp, dir, ec);
   MLM_CHECK(!ec, IoError, "[trainer] ", dir.string(), ": cannot rename the checkpoint into place: ",
@@ -211,9 +218,11 @@ void Trainer::resume(const std::string& where) {
   MLM_CHECK(fs::exists(d / "trainer_state.json"), IoError, "[trainer] ", dir,
             ": not a checkpoint (no trainer_state.json)");
   const models::ModelConfig saved = models::load_model_config(dir);
-  MLM_CHECK(models::to_json(saved) == models::to_json(model_.model_config()), ValueError,
-            "[trainer] ", dir, ": the checkpoint's config.json describes another model than the "
-            "one being trained");
+  const std::string differs = io::first_difference(
+      models::to_json(model_.model_config()), models::to_json(saved), "in the model being trained",
+      "in the checkpoint");
+  MLM_CHECK(differs.empty(), ValueError, "[trainer] ", dir, ": the checkpoint holds another "
+            "model: ", differs);
   const io::Json st =
       io::load_json_file((d / "trainer_state.json").string(), "trainer", "trainer state");
   const io::JsonWhere w{"trainer", (d / "trainer_state.json").string()};

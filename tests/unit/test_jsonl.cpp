@@ -1,6 +1,7 @@
 // The JSONL reader (io/jsonl.h): records in order with their line numbers, blank lines, lines
 // that straddle read chunks, and every way a file can be wrong, each named by file and line.
 #include "metalm/io/jsonl.h"
+#include "metalm/io/json.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -158,3 +159,21 @@ TEST_F(Jsonl, CallbackErrorsCarryTheLine) {
 }
 
 }  // namespace
+
+TEST(Json, FirstDifferenceNamesThePathAndBothValues) {
+  const Json a = Json::parse(R"({"decoder": {"layers": 2, "dim": 8}, "encoders": [{"name": "text"}]})");
+  EXPECT_EQ(metalm::io::first_difference(a, a), "");
+  Json b = a;
+  b["decoder"]["layers"] = 3;
+  EXPECT_EQ(metalm::io::first_difference(a, b, "here", "there"),
+            "decoder.layers: number 2 here, number 3 there");
+  b = a;
+  b["encoders"][0].erase("name");
+  EXPECT_EQ(metalm::io::first_difference(a, b), "encoders[0].name: string \"text\" here, missing there");
+  b = a;
+  b["extra"] = true;
+  EXPECT_EQ(metalm::io::first_difference(a, b), "extra: missing here, boolean true there");
+  b = a;
+  b["encoders"].push_back(1);
+  EXPECT_EQ(metalm::io::first_difference(a, b).rfind("encoders: array", 0), 0u);
+}

@@ -54,6 +54,10 @@ std::string quote(std::string_view s, size_t max_chars = 60);
 // A JSON value for a message: its type and a short rendering ("string \"x\"", "array (3
 // elements)"); nested or long values are only counted.
 std::string describe(const Json& v);
+// Where two values first differ, for a message: "decoder.decoder_layers: 3 here, 2 there"
+// (named by `here` and `there`), "encoders[0].name: missing there"; "" when they are equal.
+std::string first_difference(const Json& a, const Json& b, std::string_view here = "here",
+                             std::string_view there = "there");
 
 // Typed field readers: "[op] source: field: expected an integer, got string \"8\"".
 int64_t read_int(const Json& v, std::string_view field, const JsonWhere& where);

@@ -32,6 +32,9 @@ class Objective {
   virtual ~Objective() = default;
   virtual LossOutput loss(models::Model& model, const SequenceBatch& batch) = 0;
   virtual std::string name() const = 0;
+  // ValueError when `model` cannot take this objective (an MLM on a decoder, a semi-causal LM
+  // without the docked encoder): the trainer asks before its first step.
+  virtual void check_model(models::Model& model) const = 0;
 };
 
 // Next-token cross-entropy on every target that is not padding.
@@ -43,6 +46,7 @@ class CausalObjective : public Objective {
   // comparing a GPT with MetaLM on exactly the targets MetaLM scores.
   LossOutput loss_on(models::Model& model, const SequenceBatch& batch, const Tensor& score);
   std::string name() const override { return "causal"; }
+  void check_model(models::Model& model) const override;
 
  private:
   int32_t pad_id_;
@@ -55,6 +59,7 @@ class MlmObjective : public Objective {
   explicit MlmObjective(const data::MlmOptions& options) : options_(options) {}
   LossOutput loss(models::Model& model, const SequenceBatch& batch) override;
   std::string name() const override { return "mlm"; }
+  void check_model(models::Model& model) const override;
 
  private:
   data::MlmOptions options_;
@@ -75,6 +80,7 @@ class SemiCausalObjective : public Objective {
   explicit SemiCausalObjective(const SemiCausalOptions& options) : options_(options) {}
   LossOutput loss(models::Model& model, const SequenceBatch& batch) override;
   std::string name() const override { return "semi-causal"; }
+  void check_model(models::Model& model) const override;
 
   // What the objective feeds the model for a batch, and which targets it scores (f32 [B, T]).
   struct Prepared {

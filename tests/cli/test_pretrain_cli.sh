@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# `metalm pretrain`, end to end on tiny models: the three objectives train and write a model
+# directory (config, weights, tokenizer, log, checkpoints); an MLM encoder docks into MetaLM;
+# a run killed with SIGKILL and resumed ends bit-identical to one never stopped; every bad input
+# is one line on stderr, an exit code below 128 and no damage to what was there.
+# Usage: test_pretrain_cli.sh METALM_BINARY
+set -u
+bin="$1"
+work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# NAME PATTERN CMD...: exit in [1, 128); on stderr one error line holding PATTERN and besides it
+# only the corpus reader's progress lines.
+expect_error() {
+  local name="$1" pattern="$2"; shift 2
+  "$@" >"$work/out" 2>"$work/err"; local rc=$?
+  grep -v '^\[corpus\] \|^tokenizing ' "$work/err" > "$work/err1"
+  local lines; lines=$(wc -l < "$work/err1")
+  if [ "$rc" -eq 0 ] || [ "$rc" -ge 128 ]; then bad "$name: exit code $rc: $(head -c 300 "$work/err")"; return; fi
+  if [ "$lines" -ne 1 ]; then bad "$name: $lines stderr lines: $(head -c 600 "$work/err")"; return; fi
+  if ! grep -q -- "^metalm: error: .*$pattern" "$work/err1"; then bad "$name: error lacks '$pattern': $(cat "$work/err1")"; return; fi
+  [ -n "${VERBOSE:-}" ] && echo "$name: $(cat "$work/err1")"
+  ok
+}
+
+"$bin" pretrain --help | grep -q "Example:" && ok || bad "pretrain --help has no example"
+
+# A made-up corpus: sentences over a small vocabulary, paragraphs of a few lines.
+awk 'BEGIN { srand(11); split("the a dog cat river stone sees finds near under red old runs sleeps", w, " ");
+  for (p = 0; p < 400; p++) { for (l = 0; l < 1 + int(rand() * 4); l++) { line = "";
+      for (j = 0; j < 4 + int(rand() * 8); j++) line = line (j ? " " : "") w[1 + int(rand() * 14)];
+      print line "." } print "" } }' > "$work/corpus.txt"
+"$bin" tokenizer train --input "$work/corpus.txt" --vocab-size 40 --out "$work/tok" >/dev/null 2>&1 \
+  && ok || bad "tokenizer train failed"
+
+# Tiny configs at the tokenizer's 40 ids; the MLM encoder is exactly MetaLM's docked one.
+enc='"encoder_embed_dim": 32, "encoder_attention_heads": 2, "encoder_ffn_embed_dim": 64,
+  "encoder_layers": 2, "encoder_normalize_before": true, "activation_fn": "gelu", "dropout": 0.1,
+  "vocab_size": 40, "share_encoder_input_output_embed": true, "max_source_positions": 64,
+  "layernorm_embedding": true, "positions": "learned", "bert_init": true'
+dec='"decoder_embed_dim": 32, "decoder_attention_heads": 2, "decoder_ffn_embed_dim": 64,
+  "decoder_layers": 2, "decoder_normalize_before": true, "activation_fn": "gelu", "dropout": 0.0,
+  "vocab_size": 40, "share_decoder_input_output_embed": true, "max_target_positions": 64,
+  "positions": "learned", "bert_init": true'
+echo "{\"model_type\": \"decoder\", $dec}" > "$work/gpt.json"
+echo "{\"model_type\": \"encoder\", $enc}" > "$work/mlm.json"
+echo "{\"model_type\": \"metalm\", \"decoder\": {$dec}, \"encoders\": [{\"name\": \"text\",
+  \"span\": \"text\", \"config\": {$enc}, \"connector\": {\"kind\": \"complex\"}}]}" > "$work/metalm.json"
+sed 's/"vocab_size": 40/"vocab_size": 80/g' "$work/gpt.json" > "$work/gpt80.json"
+sed 's/"decoder_layers": 2/"decoder_layers": 3/' "$work/gpt.json" > "$work/gpt3.json"
+
+common=(--tokenizer "$work/tok" --data "$work/corpus.txt" --tokens-per-sample 48 --batch 4
+        --warmup 5 --lr 3e-3 --eval-batches 2 --threads 1 --seed 3 --cache "$work/cache")
+short=(--steps 30 --eval-every 15 --checkpoint-every 10)
+long=(--steps 400 --checkpoint-every 100 --eval-every 100)
+train() {  # NAME CONFIG ARGS...: trains into $work/NAME
+  local name="$1" config="$2"; shift 2
+  if "$bin" pretrain --config "$config" --out "$work/$name" "${common[@]}" "${short[@]}" "$@" \
+      >"$work/$name.out" 2>"$work/$name.err"; then ok; else bad "$name: $(cat "$work/$name.err")"; fi
+}
+train gpt "$work/gpt.json" --objective causal --span-length 8
+train mlm "$work/mlm.json" --objective mlm
+train metalm "$work/metalm.json" --objective semi-causal --span-length 8 --init-encoder "$work/mlm"
+
+for run in gpt mlm metalm; do
+  d="$work/$run"
+  for f in config.json model.safetensors tokenizer.model tokenizer.json log.jsonl latest; do
+    [ -s "$d/$f" ] && ok || bad "$run: no $f"
+  done
+  [ "$(cat "$d/latest")" = checkpoint-00000030 ] && ok || bad "$run: latest is $(cat "$d/latest")"
+  [ "$(ls -d "$d"/checkpoint-* | wc -l)" -eq 2 ] && ok || bad "$run: keeps $(ls -d "$d"/checkpoint-* | wc -l) checkpoints, not 2"
+  ! grep -v '^\[corpus\] \|^tokenizing ' "$work/$run.err" && ok || bad "$run: stderr beyond progress"
+  # The validation loss falls from the first evaluation (step 15) to the last (step 30).
+  first=$(grep '"val_loss"' "$d/log.jsonl" | head -1 | sed 's/.*"val_loss": *\([0-9.e+-]*\).*/\1/')
+  last=$(grep '"val_loss"' "$d/log.jsonl" | tail -1 | sed 's/.*"val_loss": *\([0-9.e+-]*\).*/\1/')
+  awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' && ok || bad "$run: val_loss $first -> $last"
+  "$bin" info "$d" >/dev/null 2>&1 && ok || bad "$run: metalm info cannot read the model directory"
+done
+grep -q '"val_loss_semi_causal_targets"' "$work/gpt/log.jsonl" && ok || bad "gpt log lacks val_loss_semi_causal_targets"
+grep -q "encoder text initialised from $work/mlm" "$work/metalm.out" && ok || bad "metalm: encoder not docked"
+grep -q "^corpus corpus.txt: 400 documents" "$work/gpt.out" && ok || bad "gpt: no corpus line: $(head -3 "$work/gpt.out")"
+grep -q "tokenized earlier" "$work/mlm.out" && ok || bad "mlm did not reuse the token cache"
+
+# SIGKILL after a checkpoint, then --resume: the same bytes as the run never stopped.
+"$bin" pretrain --config "$work/gpt.json" --out "$work/killed" "${common[@]}" "${long[@]}" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do [ -e "$work/killed/latest" ] && break; sleep 0.02; done
+kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+if [ -e "$work/killed/model.safetensors" ]; then
+  bad "resume: the run ended before it could be killed"
+else
+  "$bin" pretrain --config "$work/gpt.json" --out "$work/killed" "${common[@]}" "${long[@]}" \
+    --resume >"$work/resumed.out" 2>&1 && ok || bad "resume: $(tail -2 "$work/resumed.out")"
+  grep -q "^resumed from $work/killed/checkpoint-" "$work/resumed.out" && ok || bad "resume: no 'resumed from' line"
+  "$bin" pretrain --config "$work/gpt.json" --out "$work/straight" "${common[@]}" "${long[@]}" \
+    >/dev/null 2>&1 && ok || bad "straight run failed"
+  cmp -s "$work/killed/model.safetensors" "$work/straight/model.safetensors" && ok || bad "resumed weights differ from the straight run"
+fi
+
+# Bad input.
+p() { "$bin" pretrain --out "$work/bad" "${common[@]}" "${short[@]}" "$@"; }
+expect_error "missing corpus" "no such file" "$bin" pretrain --config "$work/gpt.json" --out "$work/bad" \
+  --tokenizer "$work/tok" --data "$work/nope.txt"
+: > "$work/empty.txt"
+expect_error "empty corpus" "empty.txt" "$bin" pretrain --config "$work/gpt.json" --out "$work/bad" \
+  --tokenizer "$work/tok" --data "$work/empty.txt" --cache "$work/cache"
+printf 'the dog\ncaf\xe9 sees\n' > "$work/latin1.txt"
+expect_error "non-UTF-8 corpus" "latin1.txt" "$bin" pretrain --config "$work/gpt.json" --out "$work/bad" \
+  --tokenizer "$work/tok" --data "$work/latin1.txt" --cache "$work/cache"
+expect_error "vocab mismatch" "vocab_size 80 but the tokenizer" p --config "$work/gpt80.json"
+expect_error "missing tokenizer" "nope" "$bin" pretrain --config "$work/gpt.json" --out "$work/bad" \
+  --tokenizer "$work/nope" --data "$work/corpus.txt"
+expect_error "bad objective" "objective" p --config "$work/gpt.json" --objective unigram
+expect_error "span too long" "span-length" p --config "$work/metalm.json" --objective semi-causal --span-length 40
+expect_error "init-encoder on a GPT" "must be a metalm model" p --config "$work/gpt.json" --init-encoder "$work/mlm"
+expect_error "init-encoder of a decoder" "not an encoder" p --config "$work/metalm.json" \
+  --objective semi-causal --span-length 8 --init-encoder "$work/gpt"
+sed 's/"encoder_ffn_embed_dim": 64/"encoder_ffn_embed_dim": 96/; s/"dropout": 0.1/"dropout": 0.0/' \
+  "$work/mlm.json" > "$work/mlm96.json"
+"$bin" init --config "$work/mlm96.json" --out "$work/mlm96" >/dev/null && ok || bad "init mlm96"
+expect_error "init-encoder of another shape" "encoder_ffn_embed_dim: number 64 in encoder text" p \
+  --config "$work/metalm.json" --objective semi-causal --span-length 8 --init-encoder "$work/mlm96"
+expect_error "mlm on a decoder" "mlm" p --config "$work/gpt.json" --objective mlm
+expect_error "existing run without --resume" "add --resume" "$bin" pretrain --config "$work/gpt.json" \
+  --out "$work/gpt" "${common[@]}"
+expect_error "resume with another config" "decoder_layers" "$bin" pretrain --config "$work/gpt3.json" \
+  --out "$work/gpt" "${common[@]}" --resume
+cp -r "$work/gpt" "$work/corrupt"
+ck="$work/corrupt/$(cat "$work/corrupt/latest")"
+head -c 1000 "$ck/model.safetensors" > "$ck/m" && mv "$ck/m" "$ck/model.safetensors"
+expect_error "corrupt checkpoint" "model.safetensors" "$bin" pretrain --config "$work/gpt.json" \
+  --out "$work/corrupt" "${common[@]}" --resume
+echo "checkpoint-../../etc" > "$work/corrupt/latest"
+expect_error "bad latest pointer" "not a checkpoint name" "$bin" pretrain --config "$work/gpt.json" \
+  --out "$work/corrupt" "${common[@]}" --resume
+# A full disk (a file size limit, the signal ignored so write() fails with EFBIG): one clear
+# error, and the checkpoint already there is untouched.
+cp -r "$work/gpt" "$work/full"
+before=$(md5sum "$work/full/checkpoint-00000030/model.safetensors")
+expect_error "disk full" "\[" bash -c 'trap "" XFSZ; ulimit -f 64; exec "$@"' _ "$bin" pretrain \
+  --config "$work/gpt.json" --out "$work/full" "${common[@]}" --steps 50 --checkpoint-every 10 --resume
+[ "$(md5sum "$work/full/checkpoint-00000030/model.safetensors")" = "$before" ] && ok || bad "disk full: the last checkpoint changed"
+[ -z "$(find "$work/full" -name '*.tmp*')" ] && ok || bad "disk full: temporary files left: $(find "$work/full" -name '*.tmp*')"
+[ ! -e "$work/bad" ] || [ -z "$(ls -A "$work/bad" | grep -v corpus-cache)" ] && ok || bad "a failed run left $(ls "$work/bad")"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   const std::vector<Command> commands = {add_init_command(app), add_forward_command(app),
                                          add_info_command(app), add_toy_lm_command(app),
                                          add_plot_command(app),
-                                         add_tokenizer_command(app), add_pretrain_command(app)};
+                                         add_tokenizer_command(app), add_pretrain_command(app),
+                                         add_generate_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -15,6 +15,7 @@
 #include "metalm/io/safetensors.h"
 #include "metalm/models/model_dir.h"
 #include "metalm/ops/elementwise.h"
+#include "metalm/train/plot.h"
 
 namespace metalm::train {
 namespace fs = std::filesystem;
@@ -271,6 +272,18 @@ int Trainer::run() {
     io::Json line = {{"step", step_}, {"val_loss", v}, {"val_ppl", std::exp(v)}};
     if (extra_eval) line.update(extra_eval());
     if (log_) log_->write(line);
+    if (log_ && o.plot) {  // a picture that cannot be drawn does not stop the training
+      const fs::path dir(o.out_dir);
+      try {
+        PlotOptions po;
+        po.title = dir.filename().string() + " (" + objective_.name() + ")";
+        po.smooth = 0.9;
+        write_loss_plot((dir / "log.png").string(),
+                        {read_training_log((dir / "log.jsonl").string())}, po);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "warning: no log.png: %s\n", e.what());
+      }
+    }
     if (o.progress)
       std::printf("%sstep %lld  validation loss %.4f  perplexity %.2f\n", tty ? "\r\033[K" : "",
                   static_cast<long long>(step_), v, std::exp(v));

@@ -66,7 +66,7 @@ train metalm "$work/metalm.json" --objective semi-causal --span-length 8 --init-
 
 for run in gpt mlm metalm; do
   d="$work/$run"
-  for f in config.json model.safetensors tokenizer.model tokenizer.json log.jsonl latest; do
+  for f in config.json model.safetensors tokenizer.model tokenizer.json log.jsonl log.png latest; do
     [ -s "$d/$f" ] && ok || bad "$run: no $f"
   done
   [ "$(cat "$d/latest")" = checkpoint-00000030 ] && ok || bad "$run: latest is $(cat "$d/latest")"
@@ -82,6 +82,21 @@ grep -q '"val_loss_semi_causal_targets"' "$work/gpt/log.jsonl" && ok || bad "gpt
 grep -q "encoder text initialised from $work/mlm" "$work/metalm.out" && ok || bad "metalm: encoder not docked"
 grep -q "^corpus corpus.txt: 400 documents" "$work/gpt.out" && ok || bad "gpt: no corpus line: $(head -3 "$work/gpt.out")"
 grep -q "tokenized earlier" "$work/mlm.out" && ok || bad "mlm did not reuse the token cache"
+
+# generate: from a GPT and from MetaLM's decoder; greedy is deterministic, sampling follows --seed.
+for run in gpt metalm; do
+  "$bin" generate --model "$work/$run" --prompt "the dog" --max-new-tokens 12 --temperature 0 \
+    --threads 1 > "$work/g1" 2>"$work/gerr" && ok || bad "generate $run: $(cat "$work/gerr")"
+  "$bin" generate --model "$work/$run" --prompt "the dog" --max-new-tokens 12 --temperature 0 \
+    --threads 1 > "$work/g2" 2>&1
+  head -c 7 "$work/g1" | grep -q "^the dog" && ok || bad "generate $run: output does not start with the prompt: $(head -c 80 "$work/g1")"
+  [ "$(wc -c < "$work/g1")" -gt 9 ] && ok || bad "generate $run: nothing generated"
+  cmp -s "$work/g1" "$work/g2" && ok || bad "generate $run: greedy differs between runs"
+done
+"$bin" generate --model "$work/gpt" --prompt "the" --samples 3 --temperature 1 --threads 1 > "$work/g3" 2>&1 \
+  && [ "$(grep -c '^--- sample' "$work/g3")" -eq 3 ] && ok || bad "generate --samples 3: $(head -c 300 "$work/g3")"
+expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"
+expect_error "generate from nothing" "nope" "$bin" generate --model "$work/nope" --prompt "the"
 
 # SIGKILL after a checkpoint, then --resume: the same bytes as the run never stopped.
 "$bin" pretrain --config "$work/gpt.json" --out "$work/killed" "${common[@]}" "${long[@]}" >/dev/null 2>&1 &

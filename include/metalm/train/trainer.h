@@ -65,6 +65,7 @@ struct TrainerOptions {
   int64_t checkpoint_every = 500;  // 0 = only at the end
   int64_t keep_last = 2;      // checkpoints kept (older ones are removed)
   std::string out_dir;        // checkpoints, log.jsonl; the final model is written here too
+  bool plot = true;           // redraw out_dir/log.png (train and validation loss) at each eval
   bool progress = true;       // print progress lines
 };
 

@@ -54,8 +54,8 @@ last() { grep "\"$2\"" "$out/$1/log.jsonl" | tail -1 | sed "s/.*\"$2\":\([0-9.e+
 ppl() { awk -v l="$1" 'BEGIN { printf "%9.2f", exp(l) }'; }
 echo
 echo "Validation after $steps steps of 8 x 255 tokens (held-out documents of ${data[*]}):"
-printf "  %-52s %9s %9s\n" "" "loss" "ppl"
-row() { printf "  %-52s %9.4f %s\n" "$1" "$2" "$(ppl "$2")"; }
+printf "  %-56s %9s %9s\n" "" "loss" "ppl"
+row() { printf "  %-56s %9.4f %s\n" "$1" "$2" "$(ppl "$2")"; }
 row "MLM encoder, masked tokens (15%)" "$(last mlm val_loss)"
 row "GPT, every token" "$(last gpt val_loss)"
 row "GPT, the tokens MetaLM scores (spans' targets skipped)" "$(last gpt val_loss_semi_causal_targets)"

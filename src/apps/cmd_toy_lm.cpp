@@ -12,6 +12,7 @@
 #include "apps/common.h"
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/random.h"
+#include "metalm/data/progress.h"
 #include "metalm/infer/generate.h"
 #include "metalm/models/factory.h"
 #include "metalm/models/stack.h"
@@ -163,7 +164,7 @@ int run_toy_lm(const ToyLmOptions& o) {
       std::printf("step %5lld/%lld  loss %.3f  lr %.2e  %.0f tok/s  ETA %s\n",
                   static_cast<long long>(step), static_cast<long long>(o.steps),
                   running / static_cast<double>(running_n), lr, tok_s,
-                  train::format_duration(elapsed / static_cast<double>(step) *
+                  data::format_duration(elapsed / static_cast<double>(step) *
                                          static_cast<double>(o.steps - step))
                       .c_str());
       std::fflush(stdout);

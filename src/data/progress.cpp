@@ -6,11 +6,9 @@
 #include <utility>
 
 namespace metalm::data {
-namespace {
-
-std::string duration_text(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const long t = std::lround(s);
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long t = std::lround(seconds);
   char buf[32];
   if (t >= 3600)
     std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
@@ -18,8 +16,6 @@ std::string duration_text(double s) {
     std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
   return buf;
 }
-
-}  // namespace
 
 std::string format_progress(const std::string& label, uint64_t done, uint64_t total,
                             double seconds) {
@@ -30,7 +26,7 @@ std::string format_progress(const std::string& label, uint64_t done, uint64_t to
   const double eta = rate > 0 ? (total_mb - mb) / rate : -1.0;
   char buf[256];
   std::snprintf(buf, sizeof buf, "%s  %.1f/%.1f MB  %3.0f%%  %.1f MB/s  ETA %s", label.c_str(), mb,
-                total_mb, pct, rate, duration_text(eta).c_str());
+                total_mb, pct, rate, format_duration(eta).c_str());
   return buf;
 }
 
@@ -64,7 +60,7 @@ void ProgressBar::draw(bool last) {
   if (last) {
     char took[32];
     std::snprintf(took, sizeof took, "%.1f s", s);
-    line = line.substr(0, line.rfind("  ETA")) + "  done in " + (s < 60 ? took : duration_text(s));
+    line = line.substr(0, line.rfind("  ETA")) + "  done in " + (s < 60 ? took : format_duration(s));
   }
   // "\r" + erase-to-end redraws in place on a terminal; a log gets one line per draw.
   std::fprintf(out_, tty_ ? "\r%s\033[K%s" : "%s%s\n", line.c_str(), tty_ && last ? "\n" : "");

@@ -12,6 +12,7 @@
 
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/file.h"
+#include "metalm/data/progress.h"
 #include "metalm/io/safetensors.h"
 #include "metalm/models/model_dir.h"
 #include "metalm/ops/elementwise.h"
@@ -306,7 +307,7 @@ int Trainer::run() {
       std::printf("%sstep %lld/%lld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s  ETA %s%s",
                   tty ? "\r\033[K" : "", static_cast<long long>(step_),
                   static_cast<long long>(o.steps), window_loss / static_cast<double>(window), s.lr,
-                  s.grad_norm, tok_s, format_duration(eta).c_str(), tty ? "" : "\n");
+                  s.grad_norm, tok_s, data::format_duration(eta).c_str(), tty ? "" : "\n");
       std::fflush(stdout);
       window_loss = 0;
       window = 0;

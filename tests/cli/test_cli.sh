@@ -4,24 +4,10 @@
 # Usage: test_cli.sh METALM_BINARY CONFIG_DIR
 set -u
 bin="$1"; configs="$2"
-work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# expect_error NAME PATTERN CMD...: non-zero exit < 128, one stderr line containing PATTERN
-expect_error() {
-  local name="$1" pattern="$2"; shift 2
-  "$@" >"$work/out" 2>"$work/err"; local rc=$?
-  local lines; lines=$(wc -l < "$work/err")
-  if [ "$rc" -eq 0 ] || [ "$rc" -ge 128 ]; then bad "$name: exit code $rc"; return; fi
-  if [ "$lines" -ne 1 ]; then bad "$name: $lines stderr lines: $(cat "$work/err")"; return; fi
-  if ! grep -q -- "$pattern" "$work/err"; then bad "$name: stderr lacks '$pattern': $(cat "$work/err")"; return; fi
-  ok
-}
+source "$(dirname "$0")/lib.sh"
 
 "$bin" --help >/dev/null && ok || bad "--help"
-for cmd in init forward info toy-lm plot; do
+for cmd in init forward info toy-lm plot pretrain generate; do
   "$bin" "$cmd" --help | grep -q "Example:" && ok || bad "$cmd --help has no example"
 done
 
@@ -107,5 +93,4 @@ expect_error "plot bad smooth" "smooth" "$bin" plot "$work/runA" --smooth 1.5 --
 expect_error "plot unwritable" "cannot create" "$bin" plot "$work/runA" --out "$work/no/such/dir/x.png"
 [ ! -e "$work/x.png" ] && [ -z "$(ls "$work" | grep '\.tmp\.')" ] && ok || bad "plot errors left a file behind"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

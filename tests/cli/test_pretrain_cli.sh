@@ -6,24 +6,7 @@
 # Usage: test_pretrain_cli.sh METALM_BINARY
 set -u
 bin="$1"
-work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# NAME PATTERN CMD...: exit in [1, 128); on stderr one error line holding PATTERN and besides it
-# only the corpus reader's progress lines.
-expect_error() {
-  local name="$1" pattern="$2"; shift 2
-  "$@" >"$work/out" 2>"$work/err"; local rc=$?
-  grep -v '^\[corpus\] \|^tokenizing ' "$work/err" > "$work/err1"
-  local lines; lines=$(wc -l < "$work/err1")
-  if [ "$rc" -eq 0 ] || [ "$rc" -ge 128 ]; then bad "$name: exit code $rc: $(head -c 300 "$work/err")"; return; fi
-  if [ "$lines" -ne 1 ]; then bad "$name: $lines stderr lines: $(head -c 600 "$work/err")"; return; fi
-  if ! grep -q -- "^metalm: error: .*$pattern" "$work/err1"; then bad "$name: error lacks '$pattern': $(cat "$work/err1")"; return; fi
-  [ -n "${VERBOSE:-}" ] && echo "$name: $(cat "$work/err1")"
-  ok
-}
+source "$(dirname "$0")/lib.sh"
 
 "$bin" pretrain --help | grep -q "Example:" && ok || bad "pretrain --help has no example"
 
@@ -160,5 +143,4 @@ expect_error "disk full" "\[" bash -c 'trap "" XFSZ; ulimit -f 64; exec "$@"' _ 
 [ -z "$(find "$work/full" -name '*.tmp*')" ] && ok || bad "disk full: temporary files left: $(find "$work/full" -name '*.tmp*')"
 [ ! -e "$work/bad" ] || [ -z "$(ls -A "$work/bad" | grep -v corpus-cache)" ] && ok || bad "a failed run left $(ls "$work/bad")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

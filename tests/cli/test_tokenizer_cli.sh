@@ -5,21 +5,8 @@
 # Usage: test_tokenizer_cli.sh METALM_BINARY
 set -u
 bin="$1"
-work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+source "$(dirname "$0")/lib.sh"
 
-# expect_error NAME PATTERN CMD...: non-zero exit < 128, one stderr line containing PATTERN
-expect_error() {
-  local name="$1" pattern="$2"; shift 2
-  "$@" >"$work/out" 2>"$work/err"; local rc=$?
-  local lines; lines=$(wc -l < "$work/err")
-  if [ "$rc" -eq 0 ] || [ "$rc" -ge 128 ]; then bad "$name: exit code $rc"; return; fi
-  if [ "$lines" -ne 1 ]; then bad "$name: $lines stderr lines: $(head -c 600 "$work/err")"; return; fi
-  if ! grep -q -- "$pattern" "$work/err"; then bad "$name: stderr lacks '$pattern': $(cat "$work/err")"; return; fi
-  ok
-}
 # expect_train_error NAME PATTERN ARGS...: as expect_error for `tokenizer train --out X ARGS`,
 # and X must not exist afterwards.
 expect_train_error() {
@@ -121,5 +108,4 @@ expect_error "no tokenizer.json" "no tokenizer.json" enc "$d"
 expect_error "encode non-UTF-8 text" "not valid UTF-8" "$bin" tokenizer encode --model "$work/tok" --text $'caf\xe9'
 expect_error "tokenizer without a subcommand" "" "$bin" tokenizer
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

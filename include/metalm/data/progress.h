@@ -9,6 +9,9 @@
 
 namespace metalm::data {
 
+// "1:05:09" / "4:07": a duration for a progress line ("?" when not finite or negative).
+std::string format_duration(double seconds);
+
 // "kjv  12.3/40.0 MB  31%  18.5 MB/s  ETA 0:02": what one redraw prints.
 std::string format_progress(const std::string& label, uint64_t done, uint64_t total,
                             double seconds);

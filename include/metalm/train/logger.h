@@ -24,7 +24,4 @@ class JsonlLogger {
   std::FILE* file_ = nullptr;
 };
 
-// "1:05:09" / "4:07": a duration for a progress line.
-std::string format_duration(double seconds);
-
 }  // namespace metalm::train

@@ -11,4 +11,4 @@ ctest --test-dir "$root/build" --output-on-failure -j2
 bash "$root/scripts/build.sh" "$root/build-asan" -DMETALM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMETALM_BUILD_BENCH=OFF
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  LSAN_OPTIONS=suppressions="$root/tests/lsan.supp" ctest --test-dir "$root/build-asan" --output-on-failure -L unit -j2
+  LSAN_OPTIONS=suppressions="$root/tests/lsan.supp":print_suppressions=0 ctest --test-dir "$root/build-asan" --output-on-failure -L unit -j2

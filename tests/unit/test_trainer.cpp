@@ -108,7 +108,7 @@ TEST_F(TrainerDirs, ResumeContinuesBitIdentically) {
   for (const auto& e : fs::directory_iterator(path("whole"))) names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"checkpoint-00000015", "checkpoint-00000020",
-                                             "config.json", "latest", "log.jsonl",
+                                             "config.json", "latest", "log.jsonl", "log.png",
                                              "model.safetensors"}));
   // The final model directory is the trained model.
   auto loaded = models::load_model(path("whole"));
@@ -187,11 +187,22 @@ TEST_F(TrainerDirs, ResumeRefusesWhatDoesNotFit) {
   train::CausalObjective causal;
   train::Trainer t1(*other, causal, data, nullptr, options(path("x"), 5));
   EXPECT_TRUE(test::throws_with<ValueError>([&] { t1.resume(path("run")); }, "another model"));
-  // Another objective.
+  // Another objective (a causal loss under another name: the name is what resume checks).
+  struct Renamed : train::CausalObjective {
+    std::string name() const override { return "renamed"; }
+  } renamed;
   auto model = models::build_model(gpt_config(), {3, true});
-  train::SemiCausalObjective semi({});
-  train::Trainer t2(*model, semi, data, nullptr, options(path("y"), 5));
+  train::Trainer t2(*model, renamed, data, nullptr, options(path("y"), 5));
   EXPECT_TRUE(test::throws_with<ValueError>([&] { t2.resume(path("run")); }, "trained with causal"));
+  // Objectives refuse a model they cannot train, before the first step.
+  train::SemiCausalObjective semi({});
+  EXPECT_TRUE(test::throws_with<ValueError>(
+      [&] { train::Trainer(*model, semi, data, nullptr, options(path("y"), 5)); },
+      "the semi-causal LM trains a MetaLM (model_type metalm), not a model of type decoder"));
+  train::MlmObjective mlm({});
+  EXPECT_TRUE(test::throws_with<ValueError>(
+      [&] { train::Trainer(*model, mlm, data, nullptr, options(path("y"), 5)); },
+      "the mlm objective trains a text encoder"));
   // A damaged optimizer file, a missing state, a bad latest pointer.
   train::Trainer t3(*model, causal, data, nullptr, options(path("z"), 5));
   const std::string ck = path("run/checkpoint-00000005");

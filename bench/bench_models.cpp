@@ -1,10 +1,15 @@
 // Model-level benchmarks for bench/run: a GPT-style decoder training step (forward, cross
-// entropy, backward, AdamW) and a BERT-style encoder forward, at the shapes of baselines.md.
+// entropy, backward, AdamW) and a BERT-style encoder forward, at the shapes of baselines.md, and
+// the two pretraining steps of the other objectives at the same sizes: an MLM text encoder
+// (train::MlmObjective) and a MetaLM (train::SemiCausalObjective: the GPT case's decoder with a
+// docked 6L d384 text encoder, trained as `metalm pretrain` trains it). Their architectures are
+// bench/configs/*.json, which torch_models.py reads too.
 // --precision bf16 runs the cases with bf16 GEMMs (ops::MatmulPrecision; names get the suffix
 // _bf16); --precision auto with what ops::choose_matmul_precision picks on this host (suffix
 // _auto, the choice and its reason in the JSON). Prints one JSON line per case: median seconds
-// per step, tokens per step, model FLOPs (matmul only, training = 3x forward, as baselines.md
-// counts them), and peak memory (see time_and_report).
+// per step, tokens per step (the tokens of the model input: the decoder's, or the MLM encoder's),
+// model FLOPs (matmul only, training = 3x forward, as baselines.md counts them), and peak memory
+// (see time_and_report).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -12,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,11 +27,14 @@
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/allocator.h"
 #include "metalm/core/threads.h"
+#include "metalm/models/factory.h"
+#include "metalm/models/metalm.h"
 #include "metalm/models/stack.h"
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/loss.h"
 #include "metalm/ops/matmul.h"
 #include "metalm/ops/precision_auto.h"
+#include "metalm/train/objectives.h"
 #include "metalm/train/optim.h"
 
 using namespace metalm;
@@ -70,10 +79,12 @@ size_t max_rss_bytes() {
 // as bench/torch_models.py: peak RSS during warm-up and timed steps minus the RSS after the model
 // and inputs were built (activations, gradients, optimizer state, workspace), and the allocator's
 // own peak of live tensor bytes over the timed steps.
-// `extra` is appended to the JSON object as it is (empty, or `, "key": value...`).
+// `extra` is appended to the JSON object as it is (empty, or `, "key": value...`), then what
+// `late` returns after the timed steps (what a step has seen, e.g. how many targets it scored).
 template <typename Step>
 void time_and_report(const std::string& name, const Step& step, int steps, double flops_per_step,
-                     const std::string& extra) {
+                     const std::string& extra,
+                     const std::function<std::string()>& late = nullptr) {
   const size_t rss_before = current_rss_bytes();
   step();  // warm up
   memory_reset_peak();
@@ -94,7 +105,7 @@ void time_and_report(const std::string& name, const Step& step, int steps, doubl
               name.c_str(), times[times.size() / 2], static_cast<long long>(kBatch * kSeq),
               flops_per_step, rss_growth, tensor_peak,
               ops::matmul_precision_name(ops::matmul_precision()), get_num_threads(),
-              extra.c_str());
+              (extra + (late ? late() : std::string())).c_str());
   std::fflush(stdout);
 }
 
@@ -148,6 +159,117 @@ void bench_bert_forward(const std::string& name, int steps, const std::string& e
   time_and_report(name, step, steps, forward_flops_per_token(false) * kBatch * kSeq, extra);
 }
 
+// ------------------------------------------------------------------ pretraining objectives
+
+// The same special ids as the tokenizer's (and tests/reference/ref_pretrain.py's).
+constexpr int64_t kBos = 0, kFirstOrdinary = 9;
+constexpr int64_t kSpanLength = 32;       // spans of about 16 .. 32 tokens
+constexpr double kSpanProportion = 0.25;  // covering ~25% of the tokens (a bit more: see below)
+constexpr int64_t kEncoderTrainLayers = 1;  // metalm pretrain's --encoder-train-layers default
+
+models::ModelConfig bench_config(const std::string& file) {
+  return models::load_model_config_file(std::string(METALM_BENCH_CONFIG_DIR) + "/" + file);
+}
+
+// Packed sequences as the corpus gives them: ids i64 [B, n], <s> and then ordinary tokens
+// (no padding, no </line>), and the seed of the objective's draws. torch_models.py draws the
+// same ids (its port of Generator::randint), and so the objective's same masks and spans.
+train::SequenceBatch pretrain_batch(int64_t n, uint64_t seed) {
+  Generator g(seed);
+  std::vector<int64_t> ids(static_cast<size_t>(kBatch * n));
+  for (int64_t b = 0; b < kBatch; ++b)
+    for (int64_t t = 0; t < n; ++t)
+      ids[b * n + t] = t == 0 ? kBos : g.randint(kFirstOrdinary, kVocab);
+  return {Tensor::from_vector<int64_t>({kBatch, n}, ids), seed + 1000};
+}
+
+std::string parameters_json(models::Model& model) {
+  return ", \"parameters\": " + std::to_string(model.parameter_count()) +
+         ", \"trainable_parameters\": " + std::to_string(model.parameter_count(true));
+}
+
+// One step as the trainer takes it (train::Trainer::step, without the lr schedule, clipping
+// and logging, as the GPT case): the objective's loss (its draws included), backward, AdamW.
+train::LossOutput objective_step(train::Objective& objective, models::Model& model,
+                                 const train::SequenceBatch& batch, train::AdamW& opt) {
+  train::LossOutput l = objective.loss(model, batch);
+  l.loss.backward();
+  opt.step();
+  opt.zero_grad();
+  return l;
+}
+
+// The MLM encoder: the batch is [B, T] ids (the encoder reads them all, so T tokens a row as in
+// the GPT case); 15% of the ordinary tokens chosen, 80% of those <mask>, 10% random, 10% kept;
+// logits and cross entropy on every position (ignore_index elsewhere), as MlmObjective does.
+// FLOPs: the GPT case's (same layers, T and tied vocabulary projection; attention counted in
+// full: 4 T d per token and layer).
+void bench_mlm_train(const std::string& name, int steps, const std::string& extra) {
+  auto model = models::build_model(bench_config("mlm_6L_d384.json"), {6, true});
+  data::MlmOptions mo;  // 15% / 80 / 10 / 10, <mask> = 4, pad = 1, ordinary ids from 9
+  mo.vocab_size = kVocab;
+  train::MlmObjective objective(mo);
+  objective.check_model(*model);
+  train::AdamW opt({{model->trainable_parameters(), {}, 0.01, 1.0}}, {3e-4, 0.9, 0.98, 1e-8});
+  const train::SequenceBatch batch = pretrain_batch(kSeq, 7);
+  double masked = 0;
+  auto step = [&] { masked = objective_step(objective, *model, batch, opt).scored; };
+  auto draws = [&] {
+    return ", \"draws\": {\"masked\": " + std::to_string(static_cast<int64_t>(masked)) + "}";
+  };
+  time_and_report(name, step, steps, 3.0 * forward_flops_per_token(true) * kBatch * kSeq,
+                  extra + parameters_json(*model), draws);
+}
+
+// Matmul FLOPs of the docked encoder's part of a MetaLM step: each layer's forward over the
+// S x L span rows ([<s>] + span, padded to the longest: pads are computed, as the causal half of
+// the attention is counted; attention 4 L d a position), the backward (2x forward) of the
+// trained top layers only (nothing below them needs a gradient), and the complex connector's two
+// d x d Linears on the `docked` rows, forward and backward.
+double docked_encoder_flops(int64_t S, int64_t L, int64_t docked) {
+  const double per_layer = 2.0 * (4.0 * kDim * kDim + 2.0 * kDim * kFfn) + 4.0 * L * kDim;
+  return static_cast<double>(S * L) * per_layer * (kLayers + 2.0 * kEncoderTrainLayers) +
+         3.0 * 2.0 * (2.0 * kDim * kDim) * static_cast<double>(docked);
+}
+
+// MetaLM's semi-causal step: the batch is [B, T + 1] ids (the decoder reads T a row); per row,
+// spans of length 32 drawn until they cover more than 25% of the tokens (this batch: 26 spans of
+// 646 tokens, 31.5%, as each row's last span crosses the bar), re-encoded by the docked encoder
+// (frozen but its top layer, embeddings and final LayerNorm frozen too, as `metalm pretrain`
+// trains it) and docked through the complex connector; the exact span loss (DESIGN D4).
+// FLOPs: the GPT case's decoder + docked_encoder_flops of this batch's spans.
+void bench_metalm_train(const std::string& name, int steps, const std::string& extra) {
+  auto model = models::build_model(bench_config("metalm_6L_d384.json"), {8, true});
+  dynamic_cast<models::MetaLM&>(*model).freeze_encoder("text", kEncoderTrainLayers);
+  train::SemiCausalOptions so;  // encoder "text", exact loss, <s> = 0, pad = 1, </line> = 8
+  so.spans.length = kSpanLength;
+  so.spans.proportion = kSpanProportion;
+  train::SemiCausalObjective objective(so);
+  objective.check_model(*model);
+  train::AdamW opt({{model->trainable_parameters(), {}, 0.01, 1.0}}, {3e-4, 0.9, 0.98, 1e-8});
+  const train::SequenceBatch batch = pretrain_batch(kSeq + 1, 8);
+  // The draws once here for the FLOPs and the record; every step redraws them (the same ones:
+  // same batch, same seed), as training does, so they are in the timed step too.
+  const auto t0 = std::chrono::steady_clock::now();
+  const train::SemiCausalObjective::Prepared p = objective.prepare(batch);
+  const double draw_seconds = seconds_since(t0);
+  const models::SpanInputs& sp = p.inputs.spans.at(0);
+  const int64_t S = sp.tokens.size(0), L = sp.tokens.size(1);
+  double scored = 0;
+  for (float v : p.score.to_vector<float>()) scored += v;
+  char draws[256];
+  std::snprintf(draws, sizeof draws,
+                ", \"draws\": {\"spans\": %lld, \"span_rows_length\": %lld, "
+                "\"span_tokens\": %lld, \"scored\": %lld}, \"draw_seconds\": %.3e",
+                static_cast<long long>(S), static_cast<long long>(L),
+                static_cast<long long>(p.span_tokens), static_cast<long long>(scored),
+                draw_seconds);
+  auto step = [&] { objective_step(objective, *model, batch, opt); };
+  const double flops = 3.0 * forward_flops_per_token(true) * kBatch * kSeq +
+                       docked_encoder_flops(S, L, p.span_tokens);
+  time_and_report(name, step, steps, flops, extra + parameters_json(*model) + draws);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,6 +307,8 @@ int main(int argc, char** argv) {
   const ops::MatmulPrecisionGuard guard(chosen);  // one precision per process
   const std::pair<const char*, void (*)(const std::string&, int, const std::string&)> cases[] = {
       {"gpt_train_step_6L_d384_B8xT256", bench_gpt_train},
+      {"mlm_train_step_6L_d384_B8xT256", bench_mlm_train},
+      {"metalm_train_step_6L_d384_B8xT256", bench_metalm_train},
       {"bert_encoder_forward_6L_d384_B8xT256", bench_bert_forward}};
   for (const auto& [base, run] : cases) {
     const std::string name = base + suffix;

@@ -13,7 +13,9 @@ Model cases come in rounds (several lines per name and side). Their "metalm" and
 the medians over rounds, "*_range" the [min, max]; "ratio" is the ratio of the medians and
 "ratio_range" the bounds no pairing of rounds can leave: [min metalm / max baseline,
 max metalm / min baseline]. Peak fractions divide the median rates by the host peaks measured in
-the same run (f32 FMA; bf16 dot-product for bf16 cases)."""
+the same run (f32 FMA; bf16 dot-product for bf16 cases). Cases whose records carry parameter
+counts and the objective's random draws (the pretraining steps) say whether both sides had the
+same ("same_parameters", "same_draws": false means the two sides did not run the same work)."""
 import json
 import statistics
 import subprocess
@@ -67,6 +69,13 @@ def model_row(name, ours, theirs, peak_of):
                     "ratio_range": [round(x_lo / y_hi, 3), round(x_hi / y_lo, 3)],
                     "baseline_peak_fraction": round(b_gflops / peak, 3) if peak else None,
                     "baseline_peak_rss_bytes": max(r.get("peak_bytes", 0) for r in b)})
+    for key in ("parameters", "trainable_parameters", "draws"):
+        if key in m[0]:
+            row[key] = m[0][key]
+            if b and key in b[0]:
+                row["same_" + key] = all(r.get(key) == m[0][key] for r in m + b)
+    if "draw_seconds" in m[0]:
+        row["metalm_draw_seconds"] = m[0]["draw_seconds"]
     if name.endswith("_bf16"):  # also against PyTorch's fp32 run of the same case
         b32 = theirs.get(name[: -len("_bf16")])
         if b32:

@@ -5,10 +5,22 @@ matmul + softmax attention (what baselines.md measured). --precision bf16 runs t
 torch.autocast("cpu", bfloat16) (suffix _bf16: bf16 matmuls through oneDNN, PyTorch's own mixed
 precision; faster here than a model cast to bf16). Peak memory = the high-water RSS during
 warm-up and timed steps minus the RSS after the model and inputs were built, as bench_models.cpp
-measures it."""
+measures it.
+
+The pretraining cases (mlm_train_step, metalm_train_step) run the PyTorch models and objectives
+of tests/reference/ref_pretrain.py (the ones metalm's trainer is checked against) on the
+architectures of bench/configs/*.json, the files bench_models.cpp builds from, with the same ids
+and batch seeds, hence the same masks and spans ("draws" in the records; bench/combine.py
+compares them and the parameter counts). Differences from the metalm side:
+- the draws are made once, outside the timed step: ref_pretrain.py's pure-Python port of the
+  counter-based generator takes up to ~40 ms a batch (mlm_corrupt), which a PyTorch data loader would not spend in
+  the step; metalm's timed step redraws them (its objectives do, microseconds; draw_seconds);
+- initial weights: PyTorch's module defaults, not metalm's bert_init (speed does not depend on
+  them; the losses differ a little)."""
 import contextlib
 import json
 import math
+import pathlib
 import resource
 import sys
 import time
@@ -19,7 +31,14 @@ import torch.nn.functional as F
 
 from torch_setting import openblas_corename
 
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "reference"))
+import ref_pretrain  # noqa: E402
+import ref_torchscale  # noqa: E402
+
 L, D, H, FFN, V, B, T = 6, 384, 6, 1536, 8192, 8, 256
+SPAN_LENGTH, SPAN_PROPORTION = 32, 0.25
+ENCODER_TRAIN_LAYERS = 1  # metalm pretrain's --encoder-train-layers default
 
 
 class Block(nn.Module):
@@ -61,12 +80,45 @@ def flops_per_token(lm_head):
     return L * (2.0 * (4 * D * D + 2 * D * FFN) + 4.0 * T * D) + (2.0 * D * V if lm_head else 0)
 
 
+def docked_encoder_flops(S, Ls, docked):
+    """bench_models.cpp's: every encoder layer forward over the S x Ls span rows (pads included),
+    the backward (2x) of the trained top layers, the connector's two d x d Linears (3x)."""
+    per_layer = 2.0 * (4 * D * D + 2 * D * FFN) + 4.0 * Ls * D
+    return S * Ls * per_layer * (L + 2.0 * ENCODER_TRAIN_LAYERS) + 3 * 2.0 * (2 * D * D) * docked
+
+
+def stack_config(fields):
+    """A stack of a bench/configs file as ref_torchscale reads it: TorchScale's defaults (the
+    ones metalm's config reader fills in) under the file's fields."""
+    return dict(ref_torchscale._BASE, **fields)
+
+
+def bench_config(name):
+    with open(HERE / "configs" / name) as f:
+        return json.load(f)
+
+
+def pretrain_batch(n, seed):
+    """bench_models.cpp's pretrain_batch: ids [B, n] (<s>, then ordinary tokens drawn by the
+    port of Generator::randint in the same order), and the objective's batch seed."""
+    g = ref_pretrain.Gen(seed)
+    ids = [[ref_pretrain.BOS if t == 0 else g.randint(ref_pretrain.FIRST_ORDINARY, V)
+            for t in range(n)] for _ in range(B)]
+    return torch.tensor(ids), seed + 1000
+
+
+def parameter_counts(model):
+    ps = list(model.parameters())  # a tied weight once
+    return {"parameters": sum(p.numel() for p in ps),
+            "trainable_parameters": sum(p.numel() for p in ps if p.requires_grad)}
+
+
 def current_rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 
 
-def run(name, step, flops, steps):
+def run(name, step, flops, steps, extra=None):
     before = current_rss_bytes()
     step()
     ts = []
@@ -78,7 +130,7 @@ def run(name, step, flops, steps):
     peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
     print(json.dumps({"name": name, "seconds": ts[len(ts) // 2], "tokens": B * T, "flops": flops,
                       "peak_bytes": peak, "threads": torch.get_num_threads(),
-                      "openblas_corename": openblas_corename()}), flush=True)
+                      "openblas_corename": openblas_corename(), **(extra or {})}), flush=True)
 
 
 def main():
@@ -115,6 +167,61 @@ def main():
             opt.zero_grad(set_to_none=True)
         run(name, train_step, 3 * flops_per_token(True) * B * T, steps)
         del gpt, opt
+    name = "mlm_train_step_6L_d384_B8xT256" + suffix
+    if not flt or flt in name:
+        # The encoder reads all T ids of a row; logits and cross entropy on every position.
+        torch.manual_seed(3)
+        enc = ref_torchscale.Stack(stack_config(bench_config("mlm_6L_d384.json")), "encoder",
+                                   "encoder_only", 0)
+        mlm_ids, seed = pretrain_batch(T, 7)
+        inp, tgt = ref_pretrain.mlm_corrupt(mlm_ids, seed, V)
+        opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=3e-4,
+                                betas=(0.9, 0.98), weight_decay=0.01)
+
+        def mlm_step():
+            with autocast():
+                loss = ref_pretrain.mlm_loss_of(enc, mlm_ids, inp, tgt)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        run(name, mlm_step, 3 * flops_per_token(True) * B * T, steps,
+            dict(parameter_counts(enc), draws={"masked": int((tgt != -100).sum())}))
+        del enc, opt
+    name = "metalm_train_step_6L_d384_B8xT256" + suffix
+    if not flt or flt in name:
+        # The decoder reads T of the T + 1 ids of a row; the docked encoder trains its top
+        # ENCODER_TRAIN_LAYERS layers only (and the connector), as `metalm pretrain`.
+        cfg = bench_config("metalm_6L_d384.json")
+        (docked,) = cfg["encoders"]
+        assert docked["name"] == "text" and docked["connector"] == {"kind": "complex",
+                                                                   "activation": "gelu"}
+        torch.manual_seed(4)
+        lm = ref_pretrain.MetaLM(stack_config(cfg["decoder"]), stack_config(docked["config"]))
+        layers = docked["config"]["encoder_layers"]
+        for n, p in lm.encoders["text"].named_parameters():
+            part = n.split(".")
+            p.requires_grad_(part[0] == "layers" and int(part[1]) >= layers - ENCODER_TRAIN_LAYERS)
+        lm_ids, seed = pretrain_batch(T + 1, 8)
+        a = time.perf_counter()
+        batch = ref_pretrain.semi_causal_batch(lm_ids, seed, SPAN_LENGTH, SPAN_PROPORTION)
+        draw_seconds = time.perf_counter() - a
+        S, Ls = batch["tok"].shape
+        span_tokens = int(batch["sel"].sum())
+        opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=3e-4,
+                                betas=(0.9, 0.98), weight_decay=0.01)
+
+        def metalm_step():
+            with autocast():
+                loss = ref_pretrain.semi_causal_loss_of(lm, batch)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        draws = {"spans": S, "span_rows_length": Ls, "span_tokens": span_tokens,
+                 "scored": int(batch["score"].sum())}
+        run(name, metalm_step,
+            3 * flops_per_token(True) * B * T + docked_encoder_flops(S, Ls, span_tokens), steps,
+            dict(parameter_counts(lm), draws=draws, draw_seconds=draw_seconds))
+        del lm, opt
     name = "bert_encoder_forward_6L_d384_B8xT256" + suffix
     if not flt or flt in name:
         torch.manual_seed(2)

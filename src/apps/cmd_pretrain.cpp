@@ -172,12 +172,8 @@ int run_pretrain(const PretrainOptions& o) {
     models::load_weights(enc, (fs::path(o.init_encoder) / "model.safetensors").string());
     std::printf("encoder %s initialised from %s\n", o.encoder.c_str(), o.init_encoder.c_str());
   }
-  if (metalm) {  // the docked encoder mostly frozen: its top layers (and the connector) train
-    const int64_t layers = metalm->encoder(o.encoder).stack_config().layers;
-    model->freeze("encoders." + o.encoder + ".*");
-    for (int64_t l = std::max<int64_t>(0, layers - o.encoder_train_layers); l < layers; ++l)
-      model->freeze("encoders." + o.encoder + ".layers." + std::to_string(l) + ".*", false);
-  }
+  // The docked encoder mostly frozen: its top layers (and the connector) train.
+  if (metalm) metalm->freeze_encoder(o.encoder, o.encoder_train_layers);
   for (const std::string& g : o.freeze)
     MLM_CHECK(model->freeze(g) > 0, ValueError, "[pretrain] --freeze ", g, " matches no parameter");
   for (const std::string& g : o.unfreeze)

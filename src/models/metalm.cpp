@@ -44,6 +44,15 @@ nn::Connector& MetaLM::connector(const std::string& name) {
   throw ValueError("[MetaLM] no connector named \"" + name + "\"");
 }
 
+int64_t MetaLM::freeze_encoder(const std::string& name, int64_t train_layers) {
+  const int64_t layers = encoder(name).stack_config().layers;  // throws naming a missing one
+  freeze("encoders." + name + ".*");
+  int64_t trained = 0;
+  for (int64_t l = std::max<int64_t>(0, layers - train_layers); l < layers; ++l)
+    trained += freeze("encoders." + name + ".layers." + std::to_string(l) + ".*", false);
+  return trained;
+}
+
 Tensor MetaLM::span_features(const SpanInputs& sp) {
   Encoder& enc = encoder(sp.encoder);
   MLM_CHECK(sp.tokens.defined() && sp.tokens.dim() == 2, ShapeError, "[MetaLM] spans of \"",

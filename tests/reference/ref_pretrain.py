@@ -9,6 +9,9 @@ only (not embed_positions), clipping at 1.0. The random draws use the engine's c
 generator (core/random.h: splitmix64 over (seed, counter)), ported below, so that both sides draw
 the same spans and masks from the same batch seed.
 
+bench/torch_models.py times these models and objectives against metalm's: the draws
+(mlm_corrupt, semi_causal_batch) are made once outside its timed step, then *_loss_of.
+
 Writes pretrain_<case>.safetensors: state.<name> (initial weights), batch<i>.ids (i64 [B, T+1]),
 loss<i> (f64 [1]), final.<name> (weights after 10 steps); metadata: config (JSON), seed<i>.
 """
@@ -94,7 +97,9 @@ def shifted(ids):
 
 
 def mean_ce(logits, targets, score):
-    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+    # .float(): bf16 logits under autocast (bench/torch_models.py) are scored in f32, as metalm does
+    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                          reduction="none")
     w = score.reshape(-1)
     return (nll * w).sum() / w.sum()
 
@@ -126,7 +131,9 @@ def causal_loss(model, ids, seed):
     return mean_ce(model(x), y, score)
 
 
-def mlm_loss(model, ids, seed, vocab):
+def mlm_corrupt(ids, seed, vocab):
+    """The 15% / 80 / 10 / 10 corruption of ids [B, n]: (input ids, targets with -100 where not
+    chosen)."""
     B, n = ids.shape
     inp, tgt = ids.clone(), torch.full_like(ids, -100)
     for b in range(B):
@@ -144,11 +151,25 @@ def mlm_loss(model, ids, seed, vocab):
                 inp[b, i] = MASK
             elif how < 0.9:
                 inp[b, i] = FIRST_ORDINARY + hash64(rs, c + 2) % (vocab - FIRST_ORDINARY)
+    return inp, tgt
+
+
+def mlm_loss_of(model, ids, inp, tgt):
+    """The MLM loss of a corrupted batch (mlm_corrupt) of ids."""
     logits = model(inp, route=(0, False), padding_mask=(ids == PAD).to(torch.uint8))
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt.reshape(-1),
+                           ignore_index=-100)
 
 
-def semi_causal_loss(model, ids, seed, L, rho):
+def mlm_loss(model, ids, seed, vocab):
+    return mlm_loss_of(model, ids, *mlm_corrupt(ids, seed, vocab))
+
+
+def semi_causal_batch(ids, seed, L, rho):
+    """What the semi-causal objective derives from ids [B, T + 1]: the decoder's inputs x,
+    targets y and loss weights score, the docked positions dock, and the span rows ([<s>] +
+    span, padded: tok, pad) with the encoder outputs that dock (sel); tok is None without
+    spans."""
     x, y, score = shifted(ids)
     B, T = x.shape
     dock = torch.zeros(B, T, dtype=torch.uint8)
@@ -160,8 +181,9 @@ def semi_causal_loss(model, ids, seed, L, rho):
             dock[b, a:e] = 1
             score[b, a:e - 1] = 0  # D4: positions a .. e-2 saw their targets
             rows.append([BOS] + row[a:e])
+    out = dict(x=x, y=y, score=score, dock=dock, tok=None, pad=None, sel=None)
     if not rows:
-        return mean_ce(model.decoder(x), y, score)
+        return out
     S, Lmax = len(rows), max(len(r) for r in rows)
     tok = torch.full((S, Lmax), PAD, dtype=torch.int64)
     for s, r in enumerate(rows):
@@ -169,10 +191,23 @@ def semi_causal_loss(model, ids, seed, L, rho):
     pad = (tok == PAD).to(torch.uint8)
     sel = (1 - pad).bool()
     sel[:, 0] = False  # the <s> output is not docked
-    h = model.encoders["text"](tok, route=(0, False), padding_mask=pad, features_only=True)
-    feats = model.connectors["text"](h[sel])
-    logits = model.decoder(x, dock_mask=dock, dock_features=feats)
-    return mean_ce(logits, y, score)
+    out.update(tok=tok, pad=pad, sel=sel)
+    return out
+
+
+def semi_causal_loss_of(model, p):
+    """The semi-causal loss of a prepared batch (semi_causal_batch)."""
+    if p["tok"] is None:
+        return mean_ce(model.decoder(p["x"]), p["y"], p["score"])
+    h = model.encoders["text"](p["tok"], route=(0, False), padding_mask=p["pad"],
+                               features_only=True)
+    feats = model.connectors["text"](h[p["sel"]])
+    logits = model.decoder(p["x"], dock_mask=p["dock"], dock_features=feats)
+    return mean_ce(logits, p["y"], p["score"])
+
+
+def semi_causal_loss(model, ids, seed, L, rho):
+    return semi_causal_loss_of(model, semi_causal_batch(ids, seed, L, rho))
 
 
 # ------------------------------------------------------------------ training

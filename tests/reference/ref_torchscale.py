@@ -335,7 +335,8 @@ class Stack(nn.Module):
         emb = self.embed_tokens(tokens)
         if dock_mask is not None:
             emb = emb.clone()
-            emb[dock_mask.bool()] = dock_features  # row-major overwrite, before scale/positions
+            # row-major overwrite, before scale/positions; .to: bf16 features under autocast
+            emb[dock_mask.bool()] = dock_features.to(emb.dtype)
         x = self.embed_scale * emb
         if isinstance(self.embed_positions, LearnedPositions):
             x = x + self.embed_positions(T)

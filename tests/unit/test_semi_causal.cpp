@@ -247,6 +247,26 @@ TEST(MetaLM, DocksSeveralEncodersInPositionOrder) {
   EXPECT_TRUE(test::throws_with<ValueError>([&] { lm.forward(in); }, "target of two docked"));
 }
 
+// What `metalm pretrain` trains of a docked encoder: its top layers only; the other encoder and
+// the connectors keep training.
+TEST(MetaLM, FreezesADockedEncoderButItsTopLayers) {
+  auto m = models::build_model(models::model_config_from_json(tiny_metalm()), {3, true});
+  auto& lm = dynamic_cast<models::MetaLM&>(*m);
+  const int64_t per_layer = lm.freeze_encoder("text", 1);
+  EXPECT_GT(per_layer, 0);
+  int64_t trained = 0;
+  for (const auto& [name, p] : lm.named_parameters()) {
+    const bool text = name.rfind("encoders.text.", 0) == 0;
+    const bool top = name.rfind("encoders.text.layers.1.", 0) == 0;
+    EXPECT_EQ(p.requires_grad(), !text || top) << name;
+    trained += top;
+  }
+  EXPECT_EQ(trained, per_layer);
+  EXPECT_EQ(lm.freeze_encoder("text", 5), 2 * per_layer);  // more layers than it has: all
+  EXPECT_EQ(lm.freeze_encoder("text", 0), 0);
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { lm.freeze_encoder("image", 1); }, "image"));
+}
+
 // The model itself, through the objective: with the exact loss, no scored position's logits
 // depend on its own target token; with the reference loss, position e-2 is scored although the
 // encoder saw its target (the released code's leak, kept as an option).

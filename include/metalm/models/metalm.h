@@ -33,6 +33,10 @@ class MetaLM : public Model {
   nn::Connector& connector(const std::string& name);
   // The encoder outputs of one SpanInputs after the connector: [count(select), d_decoder].
   Tensor span_features(const SpanInputs& spans);
+  // Freezes the docked encoder `name` except its top `train_layers` layers (its embeddings and
+  // final LayerNorm too; the connector is left alone): `metalm pretrain --encoder-train-layers`.
+  // Returns how many of its parameters still train.
+  int64_t freeze_encoder(const std::string& name, int64_t train_layers);
 
  private:
   ModelConfig config_;

@@ -6,7 +6,7 @@
 #
 # Stages reuse what an earlier run made (runs/main/...): the tokenizer and the token cache are
 # kept, a finished model is not trained again, and an interrupted one resumes from its last
-# checkpoint. Delete runs/main to start over. Environment overrides: STEPS (default 400 per
+# checkpoint. Delete runs/main to start over. Environment overrides: STEPS (default 600 per
 # model), THREADS (default: all cores), PRECISION (default auto: bf16 GEMMs where the host's
 # bf16 is fast, else f32).
 set -euo pipefail
@@ -17,7 +17,7 @@ bash "$root/scripts/fetch_data.sh" kjv moby-dick
 cd "$root"
 bin=./build/metalm
 out=runs/main
-steps="${STEPS:-400}"
+steps="${STEPS:-600}"
 threads="${THREADS:-$(nproc)}"
 precision="${PRECISION:-auto}"
 data=(data/text/kjv.txt data/text/moby-dick.txt)

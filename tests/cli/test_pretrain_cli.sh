@@ -97,6 +97,21 @@ else
   cmp -s "$work/killed/model.safetensors" "$work/straight/model.safetensors" && ok || bad "resumed weights differ from the straight run"
 fi
 
+# Ctrl-C: a checkpoint at the step it stopped, exit code 130, and --resume goes on from there.
+"$bin" pretrain --config "$work/gpt.json" --out "$work/ctrlc" "${common[@]}" "${long[@]}" \
+  >"$work/ctrlc.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do [ -e "$work/ctrlc/latest" ] && break; sleep 0.02; done
+kill -INT "$pid" 2>/dev/null; wait "$pid"; rc=$?
+if [ "$rc" -eq 0 ] && [ -e "$work/ctrlc/model.safetensors" ]; then
+  bad "ctrl-c: the run ended before the signal"
+else
+  [ "$rc" -eq 130 ] && ok || bad "ctrl-c: exit code $rc, not 130: $(tail -2 "$work/ctrlc.out")"
+  step=$(sed -n 's/^interrupted at step \([0-9]*\): checkpoint saved.*/\1/p' "$work/ctrlc.out")
+  [ -n "$step" ] && [ "$(cat "$work/ctrlc/latest")" = "$(printf 'checkpoint-%08d' "$step")" ] && ok \
+    || bad "ctrl-c: no checkpoint at the step it stopped ($step, latest $(cat "$work/ctrlc/latest"))"
+fi
+
 # Bad input.
 p() { "$bin" pretrain --out "$work/bad" "${common[@]}" "${short[@]}" "$@"; }
 expect_error "missing corpus" "no such file" "$bin" pretrain --config "$work/gpt.json" --out "$work/bad" \

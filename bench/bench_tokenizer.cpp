@@ -4,12 +4,20 @@
 // SentencePiece's processor is thread-safe). Prints one JSON line per case: UTF-8 bytes
 // encoded (newlines not counted), ids produced, best seconds over --repeats.
 // Usage: metalm_bench_tokenizer --model DIR --text FILE [--threads N] [--repeats N]
+//        metalm_bench_tokenizer --model DIR --corpus DATA_DIR [--cache DIR]
+// The second form is the whole pipeline on the real corpora (scripts/fetch_data.sh's
+// data/text: plain text and JSONL): documents read and checked, every line encoded (one thread,
+// as the corpus builder runs), token shards written, then packed into sequences of 1024 and
+// every sequence read. One line "corpus_tokenize_pack": file bytes, seconds, SentencePiece ids
+// (without the </line> </doc> the pipeline adds) and the process's peak RSS.
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -17,6 +25,8 @@
 #include <vector>
 
 #include "metalm/core/threads.h"
+#include "metalm/data/corpus.h"
+#include "metalm/data/packing.h"
 #include "metalm/data/tokenizer.h"
 
 using namespace metalm;
@@ -49,21 +59,89 @@ std::pair<double, int64_t> time_encode(const data::Tokenizer& tok,
   return {best, ids};
 }
 
+// The corpus files of scripts/fetch_data.sh, read as `metalm pretrain --data` reads them.
+int corpus_case(const data::Tokenizer& tok, const std::string& dir, const std::string& cache) {
+  namespace fs = std::filesystem;
+  data::CorpusConfig c;
+  uint64_t bytes = 0;
+  for (const char* name : {"kjv.txt", "moby-dick.txt", "wordnet.txt", "sotu.jsonl", "austen.jsonl",
+                           "fortunes.jsonl", "gcide.jsonl"}) {
+    const fs::path p = fs::path(dir) / name;
+    if (!fs::exists(p)) continue;
+    data::SourceConfig s;
+    s.name = p.stem().string();
+    s.paths = {p.string()};
+    s.documents.format = p.extension() == ".jsonl" ? data::SourceFormat::jsonl
+                                                   : data::SourceFormat::text;
+    s.documents.split = s.name == "wordnet" ? data::DocSplit::line : data::DocSplit::paragraph;
+    c.sources.push_back(s);
+    bytes += fs::file_size(p);
+  }
+  if (c.sources.empty()) {
+    std::fprintf(stderr, "no corpus files in %s (run scripts/fetch_data.sh)\n", dir.c_str());
+    return 1;
+  }
+  c.cache_dir = cache;
+  c.vocab = {tok.vocab_hash(), static_cast<uint64_t>(tok.vocab_size())};
+  std::filesystem::remove_all(cache);
+  const auto start = std::chrono::steady_clock::now();
+  const data::Corpus corpus =
+      data::build_corpus(c, [&](std::string_view text, std::vector<int32_t>& out) {
+        const std::vector<int32_t> v = tok.encode(text);
+        out.insert(out.end(), v.begin(), v.end());
+      });
+  uint64_t tokens = 0, lines = 0, docs = 0, seqs = 0, sum = 0;
+  data::PackedSequence seq;
+  for (const data::TokenizedSource& s : corpus.sources) {
+    tokens += s.tokens();
+    lines += s.lines();
+    docs += s.docs();
+    std::vector<uint64_t> all(s.docs());
+    for (uint64_t d = 0; d < s.docs(); ++d) all[d] = d;
+    const data::PackedSource packed(s, std::move(all), {1024});
+    for (uint64_t i = 0; i < packed.size(); ++i) {
+      packed.sequence(i, seq);
+      sum += static_cast<uint64_t>(seq.tokens[seq.length - 1]);  // keep the reads alive
+    }
+    seqs += packed.size();
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  nlohmann::json j = {{"name", "corpus_tokenize_pack"},
+                      {"bytes", bytes},
+                      {"ids", tokens - lines - docs},
+                      {"lines", lines},
+                      {"documents", docs},
+                      {"sequences", seqs},
+                      {"seconds", seconds},
+                      {"threads", 1},
+                      {"peak_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
+                      {"checksum", sum % 10}};
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model, text;
+  std::string model, text, corpus, cache = "runs/bench-corpus-spm";
   int threads = get_num_threads(), repeats = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
     if (!std::strcmp(argv[i], "--text")) text = argv[i + 1];
+    if (!std::strcmp(argv[i], "--corpus")) corpus = argv[i + 1];
+    if (!std::strcmp(argv[i], "--cache")) cache = argv[i + 1];
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeats")) repeats = std::atoi(argv[i + 1]);
   }
+  if (!model.empty() && !corpus.empty()) return corpus_case(data::Tokenizer::load(model), corpus, cache);
   if (model.empty() || text.empty()) {
     std::fprintf(stderr,
                  "usage: metalm_bench_tokenizer --model DIR --text FILE [--threads N] "
-                 "[--repeats N]\n");
+                 "[--repeats N]\n       metalm_bench_tokenizer --model DIR --corpus DATA_DIR "
+                 "[--cache DIR]\n");
     return 2;
   }
   const data::Tokenizer tok = data::Tokenizer::load(model);

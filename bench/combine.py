@@ -95,6 +95,7 @@ def text_row(name, ours, theirs):
            "metalm_range": [round(x_lo, 2), round(x_hi, 2)], "baseline": None,
            "ratio": None, "peak_fraction": None, "threads": m[0]["threads"],
            "text_bytes": m[0]["bytes"], "ids": m[0]["ids"],
+           "metalm_peak_rss_bytes": max(r.get("peak_bytes", 0) for r in m),
            "baseline_is": "python3-sentencepiece, its faster of encode(list, num_threads) "
                           "and a loop of encode(line)"}
     if b:
@@ -103,7 +104,8 @@ def text_row(name, ours, theirs):
                     "ratio": round(x / y, 3),
                     "ratio_range": [round(x_lo / y_hi, 3), round(x_hi / y_lo, 3)],
                     "same_ids": all(r["ids"] == m[0]["ids"] for r in b),
-                    "baseline_ways": sorted({r["python_way"] for r in b})})
+                    "baseline_ways": sorted({r["python_way"] for r in b}),
+                    "baseline_peak_rss_bytes": max(r.get("peak_bytes", 0) for r in b)})
         for way in ("batch", "loop"):
             rates = [r["bytes"] / r[f"{way}_seconds"] / 1e6 for r in b if f"{way}_seconds" in r]
             if rates:

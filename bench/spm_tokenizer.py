@@ -6,7 +6,13 @@ thread, also the plain Python loop of one encode() call per line, which is as fa
 the noise (sometimes faster); "seconds" is the faster of the two, "python_way" says which. Prints one JSON line per case, as metalm_bench_tokenizer does.
 
 Usage: spm_tokenizer.py --model DIR --text FILE [--threads N] [--repeats N]
+       spm_tokenizer.py --model DIR --corpus DATA_DIR
        spm_tokenizer.py --make-text OUT [--source FILE] [--mb M]
+The --corpus form is the twin of `metalm_bench_tokenizer --corpus`: the same corpus files,
+their documents split by the same rules (data/documents.h: blank lines end paragraphs, WordNet
+has one document a line, a JSONL record's "text" is split at newlines), every non-blank line
+encoded on one thread (a loop of encode(line), the batch call being no faster on one thread),
+ids counted and dropped. It writes no shards and packs nothing, which favours it.
 The second form writes the bench's text: FILE (data/kjv.txt when bench/run finds it) repeated
 until M MB, or, without a source, made-up sentences (seeded, so every run encodes the same)."""
 import argparse
@@ -49,6 +55,51 @@ def encode_all(sp, lines, threads):
     return n
 
 
+CORPUS_FILES = ["kjv.txt", "moby-dick.txt", "wordnet.txt", "sotu.jsonl", "austen.jsonl",
+                "fortunes.jsonl", "gcide.jsonl"]
+
+
+def is_blank(line):
+    return line.strip(" \t\r") == ""
+
+
+def corpus_lines(path):
+    """The non-blank lines of a corpus file's documents, as data/documents.h reads them."""
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8").rstrip("\n")
+            if line.endswith("\r"):
+                line = line[:-1]
+            if is_blank(line):
+                continue
+            if path.endswith(".jsonl"):
+                for part in json.loads(line)["text"].split("\n"):
+                    if part.endswith("\r"):
+                        part = part[:-1]
+                    if not is_blank(part):
+                        yield part
+            else:
+                yield line
+
+
+def corpus_case(sp, data_dir):
+    import os
+    import resource
+    paths = [os.path.join(data_dir, n) for n in CORPUS_FILES if os.path.exists(os.path.join(data_dir, n))]
+    nbytes = sum(os.path.getsize(p) for p in paths)
+    start = time.perf_counter()
+    ids = lines = 0
+    for p in paths:
+        for line in corpus_lines(p):
+            ids += len(sp.encode(line))
+            lines += 1
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"name": "corpus_tokenize_pack", "bytes": nbytes, "ids": ids, "lines": lines,
+                      "seconds": seconds, "threads": 1, "python_way": "loop",
+                      "loop_seconds": seconds, "peak_bytes": peak}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model")
@@ -58,11 +109,15 @@ def main():
     p.add_argument("--make-text")
     p.add_argument("--source")
     p.add_argument("--mb", type=float, default=32)
+    p.add_argument("--corpus")
     a = p.parse_args()
     if a.make_text:
         make_text(a.make_text, a.source, a.mb)
         return
     sp = spm.SentencePieceProcessor(model_file=f"{a.model}/tokenizer.model")
+    if a.corpus:
+        corpus_case(sp, a.corpus)
+        return
     with open(a.text, "rb") as f:
         raw = f.read().split(b"\n")
     if raw and raw[-1] == b"":

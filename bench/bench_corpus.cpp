@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "corpus_files.h"
 #include "metalm/data/corpus.h"
 #include "metalm/data/packing.h"
 #include "metalm/data/split.h"
@@ -52,27 +53,8 @@ void encode_words(std::string_view s, std::vector<int32_t>& out) {
 int main(int argc, char** argv) {
   const std::string data_dir = argc > 1 ? argv[1] : "data/text";
   const std::string cache = argc > 2 ? argv[2] : "runs/bench-corpus";
-  CorpusConfig c;
-  const std::pair<const char*, std::pair<SourceFormat, DocSplit>> files[] = {
-      {"kjv.txt", {SourceFormat::text, DocSplit::paragraph}},
-      {"moby-dick.txt", {SourceFormat::text, DocSplit::paragraph}},
-      {"wordnet.txt", {SourceFormat::text, DocSplit::line}},
-      {"sotu.jsonl", {SourceFormat::jsonl, DocSplit::paragraph}},
-      {"austen.jsonl", {SourceFormat::jsonl, DocSplit::paragraph}},
-      {"fortunes.jsonl", {SourceFormat::jsonl, DocSplit::paragraph}},
-      {"gcide.jsonl", {SourceFormat::jsonl, DocSplit::paragraph}}};
   uint64_t bytes = 0;
-  for (const auto& [name, opts] : files) {
-    const fs::path p = fs::path(data_dir) / name;
-    if (!fs::exists(p)) continue;
-    SourceConfig s;
-    s.name = fs::path(name).stem().string();
-    s.paths = {p.string()};
-    s.documents.format = opts.first;
-    s.documents.split = opts.second;
-    c.sources.push_back(s);
-    bytes += fs::file_size(p);
-  }
+  CorpusConfig c = bench::corpus_files(data_dir, &bytes);
   if (c.sources.empty()) {
     std::fprintf(stderr, "no corpus files in %s (run scripts/fetch_data.sh)\n", data_dir.c_str());
     return 1;

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "corpus_files.h"
 #include "metalm/core/threads.h"
 #include "metalm/data/corpus.h"
 #include "metalm/data/packing.h"
@@ -61,22 +62,8 @@ std::pair<double, int64_t> time_encode(const data::Tokenizer& tok,
 
 // The corpus files of scripts/fetch_data.sh, read as `metalm pretrain --data` reads them.
 int corpus_case(const data::Tokenizer& tok, const std::string& dir, const std::string& cache) {
-  namespace fs = std::filesystem;
-  data::CorpusConfig c;
   uint64_t bytes = 0;
-  for (const char* name : {"kjv.txt", "moby-dick.txt", "wordnet.txt", "sotu.jsonl", "austen.jsonl",
-                           "fortunes.jsonl", "gcide.jsonl"}) {
-    const fs::path p = fs::path(dir) / name;
-    if (!fs::exists(p)) continue;
-    data::SourceConfig s;
-    s.name = p.stem().string();
-    s.paths = {p.string()};
-    s.documents.format = p.extension() == ".jsonl" ? data::SourceFormat::jsonl
-                                                   : data::SourceFormat::text;
-    s.documents.split = s.name == "wordnet" ? data::DocSplit::line : data::DocSplit::paragraph;
-    c.sources.push_back(s);
-    bytes += fs::file_size(p);
-  }
+  data::CorpusConfig c = bench::corpus_files(dir, &bytes);
   if (c.sources.empty()) {
     std::fprintf(stderr, "no corpus files in %s (run scripts/fetch_data.sh)\n", dir.c_str());
     return 1;

@@ -90,10 +90,10 @@ int run_pretrain(const PretrainOptions& o) {
             o.span_length, " needs --tokens-per-sample > 2.5 x span length + 1 (sequences shorter "
             "than that get no spans), got ", o.tokens_per_sample);
 
-  const bool resuming = o.resume && !train::latest_checkpoint(o.out).empty();
-  MLM_CHECK(o.resume || train::latest_checkpoint(o.out).empty(), ValueError, "[pretrain] --out ",
-            o.out, " holds a run already (", train::latest_checkpoint(o.out),
-            "): add --resume to continue it, or give another --out");
+  const std::string latest = train::latest_checkpoint(o.out);  // "" when --out holds no run
+  const bool resuming = o.resume && !latest.empty();
+  MLM_CHECK(o.resume || latest.empty(), ValueError, "[pretrain] --out ", o.out,
+            " holds a run already (", latest, "): add --resume to continue it, or give another --out");
 
   // The corpus: tokenized once into a cache shared by runs with the same tokenizer.
   data::CorpusConfig cc;
@@ -235,7 +235,7 @@ int run_pretrain(const PretrainOptions& o) {
     };
   if (resuming) {
     trainer.resume(o.out);
-    std::printf("resumed from %s at step %lld\n", train::latest_checkpoint(o.out).c_str(),
+    std::printf("resumed from %s at step %lld\n", latest.c_str(),
                 static_cast<long long>(trainer.step_count()));
   }
   std::printf("%s: %s, %.2fM parameters (%.2fM trained), objective %s, %llu training tokens, "

@@ -137,6 +137,11 @@ def main():
     args = sys.argv[1:]
     steps = int(args[args.index("--steps") + 1]) if "--steps" in args else 10
     torch.set_num_threads(int(args[args.index("--threads") + 1]) if "--threads" in args else 2)
+    # Part of PyTorch's strongest setting: on Intel cores f32 denormal operands cost a microcode
+    # assist, and after a few training steps gradients and Adam moments hold them; the GPT step
+    # went from 1.3 s to 4-10 s per step on the Xeon host without this (metalm flushes them too,
+    # core/threads.h). Flushing changes only values below 1.2e-38.
+    torch.set_flush_denormal(True)
     flt = args[args.index("--filter") + 1] if "--filter" in args else ""
     torch.manual_seed(0)
     ids = torch.randint(3, V, (B, T))

@@ -98,6 +98,7 @@ def main():
     repeats = int(args[args.index("--repeats") + 1]) if "--repeats" in args else 10
     flt = args[args.index("--filter") + 1] if "--filter" in args else ""
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # as torch_models.py: part of the strongest setting
     if "--attention" in args:
         dropout = float(args[args.index("--dropout") + 1]) if "--dropout" in args else 0.0
         attention_case(int(args[args.index("--attention") + 1]), repeats, dropout)

@@ -15,6 +15,7 @@
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/allocator.h"
 #include "metalm/core/random.h"
+#include "metalm/core/threads.h"
 #include "metalm/ops/ops.h"
 #include "metalm/train/optim.h"
 
@@ -928,6 +929,41 @@ TEST(CoreErrors, EveryOpThrowsATypedErrorNamingItself) {
 }
 
 // ================================================================ reductions
+
+// f32 denormals are flushed (FTZ and DAZ) on every thread of the pool when asked, restored
+// otherwise; METALM_DENORMALS picks the mode and rejects anything but flush and keep.
+TEST(CoreThreads, FlushDenormalsCoversEveryPoolThreadAndIsReversible) {
+  const ThreadCountGuard threads;
+  omp_set_num_threads(std::max(threads.saved, 2));
+  // A product below the smallest normal (2^-126): 2^-70 * 2^-70 = 2^-140, a denormal.
+  auto products_per_thread = [] {
+    std::vector<float> out(static_cast<size_t>(omp_get_max_threads()), -1.f);
+    volatile float a = std::ldexp(1.0f, -70);
+#pragma omp parallel
+    out[static_cast<size_t>(omp_get_thread_num())] = a * a;
+    return out;
+  };
+  struct Restore {
+    ~Restore() {
+      metalm::set_flush_denormals(false);
+      unsetenv("METALM_DENORMALS");
+    }
+  } restore;
+  metalm::set_flush_denormals(true);
+  EXPECT_TRUE(metalm::flush_denormals());
+  for (float v : products_per_thread()) EXPECT_EQ(v, 0.0f);
+  metalm::set_flush_denormals(false);
+  EXPECT_FALSE(metalm::flush_denormals());
+  for (float v : products_per_thread()) EXPECT_EQ(v, std::ldexp(1.0f, -140));
+  setenv("METALM_DENORMALS", "flush", 1);
+  metalm::init_threads_from_env();
+  EXPECT_TRUE(metalm::flush_denormals());
+  setenv("METALM_DENORMALS", "keep", 1);
+  metalm::init_threads_from_env();
+  EXPECT_FALSE(metalm::flush_denormals());
+  setenv("METALM_DENORMALS", "sometimes", 1);
+  EXPECT_THROW(metalm::init_threads_from_env(), metalm::ValueError);
+}
 
 TEST(CoreReduce, ArgmaxTreatsNaNLikeMax) {
   const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -100,6 +100,11 @@ int run_generate(const GenerateCliOptions& o) {
   g.slide_keep = decoder->stack_config().max_positions / 2;
   g.stop_ids = {tok.eos_id()};
   if (o.stop_at_doc && tok.spec().doc_end_id >= 0) g.stop_ids.push_back(tok.spec().doc_end_id);
+  // Ids that never belong in generated text: the unknown piece (printed as ⁇) and the markers
+  // of other inputs.
+  for (const int64_t id : {tok.spec().bos_id, tok.spec().pad_id, tok.spec().unk_id,
+                           tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id})
+    if (id >= 0) g.banned_ids.push_back(id);
   for (int64_t s = 0; s < o.samples; ++s) {
     if (o.samples > 1) std::printf("--- sample %lld ---\n", static_cast<long long>(s + 1));
     std::fputs(o.prompt.c_str(), stdout);

@@ -59,8 +59,7 @@ data::SourceConfig source_of(const std::string& spec, const std::string& split) 
   for (char& c : name)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) c = '_';
   s.name = name.substr(0, 64);
-  s.documents.format =
-      fs::path(path).extension() == ".jsonl" ? data::SourceFormat::jsonl : data::SourceFormat::text;
+  s.documents.format = data::format_of_path(path);
   for (const auto& [value, n] : data::doc_split_names())
     if (split == n) s.documents.split = value;
   return s;

@@ -98,7 +98,11 @@ Command add_tokenizer_command(CLI::App& app) {
       "(tokenizer.model + tokenizer.json). Prints what it read and how long training took.\n"
       "Example: metalm tokenizer train --input a.txt b.txt --vocab-size 8000 --out runs/tok");
   add_common(train, o->common);
-  train->add_option("--input", o->opts.inputs, "text files")->required()->expected(1, -1);
+  train
+      ->add_option("--input", o->opts.inputs,
+                   "text files, one sentence per line; *.jsonl: JSONL records {\"text\": ...}")
+      ->required()
+      ->expected(1, -1);
   train->add_option("--vocab-size", o->opts.vocab_size, "ids in all, the 9 special tokens included")
       ->required();
   train->add_option("--out", o->out, "tokenizer directory to write")->required();

@@ -9,10 +9,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 
 #include "data/json_list.h"
 #include "metalm/core/error.h"
@@ -152,6 +154,61 @@ void check_config(const CorpusConfig& c) {
 
 // ------------------------------------------------------------------ tokenizing
 
+// Lines wait here until about CorpusConfig::encode_batch_bytes of text are in, then are encoded in
+// parallel over the pool (the encoder is thread-safe: corpus.h) and handed to the writer in their
+// order, so the shards are the same for any thread count. Events keep lines and document ends in
+// order; a batch may end inside a document (a single-document file larger than memory still
+// streams).
+class EncodeBatch {
+ public:
+  static constexpr int64_t kEndDocument = -1;
+
+  EncodeBatch(const EncodeFn& encode, size_t max_bytes) : encode_(encode), max_bytes_(max_bytes) {}
+  bool full() const { return bytes_ >= max_bytes_; }
+  void add_line(std::string_view text) {
+    events_.push_back(static_cast<int64_t>(lines_.size()));
+    lines_.emplace_back(text);
+    bytes_ += text.size();
+  }
+  void add_end_document() { events_.push_back(kEndDocument); }
+
+  // Encodes the lines, then calls line(ids) and end_document() in the order they came.
+  template <class LineFn, class EndFn>
+  void flush(const LineFn& line, const EndFn& end_document) {
+    ids_.resize(lines_.size());
+    const int64_t n = static_cast<int64_t>(lines_.size());
+    std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic, 64) if (n > 256)
+    for (int64_t i = 0; i < n; ++i) {
+      try {
+        ids_[static_cast<size_t>(i)].clear();
+        encode_(lines_[static_cast<size_t>(i)], ids_[static_cast<size_t>(i)]);
+      } catch (...) {
+#pragma omp critical(metalm_corpus_encode_failure)
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    for (const int64_t e : events_) {
+      if (e == kEndDocument)
+        end_document();
+      else
+        line(ids_[static_cast<size_t>(e)]);
+    }
+    lines_.clear();
+    events_.clear();
+    bytes_ = 0;
+  }
+
+ private:
+  const EncodeFn& encode_;
+  const size_t max_bytes_;
+  std::vector<std::string> lines_;
+  std::vector<std::vector<int32_t>> ids_;
+  std::vector<int64_t> events_;
+  size_t bytes_ = 0;
+};
+
 // Streams one source into shards; returns the shard entries. Each shard is renamed into
 // place when complete; the manifest (written by the caller) is what makes them count.
 std::vector<ShardEntry> tokenize_source(const CorpusConfig& c, const SourceConfig& s,
@@ -171,28 +228,34 @@ std::vector<ShardEntry> tokenize_source(const CorpusConfig& c, const SourceConfi
                        static_cast<int64_t>(h.line_count), static_cast<int64_t>(h.doc_count)});
     writer.reset();
   };
-  DocumentSink sink;
-  sink.line = [&](std::string_view text) {
+  auto write_line = [&](const std::vector<int32_t>& ids) {
     if (!writer)
       writer = std::make_unique<io::ShardWriter>((dir / shard_name(entries.size())).string(),
                                                  c.vocab, s.name);
     if (has_pending) writer->add_line(pending.data(), pending.size());
-    pending.clear();
-    encode(text, pending);
+    pending.assign(ids.begin(), ids.end());
     pending.push_back(c.special.line);
     has_pending = true;
   };
-  sink.end_document = [&] {
+  auto write_end_document = [&] {
     pending.push_back(c.special.doc);
     writer->add_line(pending.data(), pending.size());
     has_pending = false;
     writer->end_document();
     if (writer->token_count() >= c.max_shard_tokens) finish_shard();
   };
+  EncodeBatch batch(encode, c.encode_batch_bytes);
+  DocumentSink sink;
+  sink.line = [&](std::string_view text) {
+    batch.add_line(text);
+    if (batch.full()) batch.flush(write_line, write_end_document);
+  };
+  sink.end_document = [&] { batch.add_end_document(); };
   uint64_t done_before = 0;
   for (const FileStamp& f : files) {
     read_documents(f.path, s.documents, sink,
                    [&](uint64_t bytes) { bar.update(done_before + bytes); });
+    batch.flush(write_line, write_end_document);
     done_before += static_cast<uint64_t>(f.bytes);
     // A file rewritten while we read it would be cached under a stamp that is not its content.
     const FileStamp now = stamp_of(f.path);

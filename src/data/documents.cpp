@@ -60,6 +60,13 @@ const io::EnumNames<DocSplit>& doc_split_names() {
   return n;
 }
 
+SourceFormat format_of_path(const std::string& path) {
+  const std::string_view ext = ".jsonl";
+  return path.size() >= ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0
+             ? SourceFormat::jsonl
+             : SourceFormat::text;
+}
+
 uint64_t read_documents(const std::string& path, const DocumentOptions& options,
                         const DocumentSink& sink, const std::function<void(uint64_t)>& progress) {
   LineReader reader(path, options.max_line_bytes);

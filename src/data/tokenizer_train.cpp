@@ -11,10 +11,11 @@
 #include <unordered_map>
 
 #include "data/sentencepiece_util.h"
-#include "metalm/data/line_reader.h"
 #include "metalm/core/error.h"
 #include "metalm/core/random.h"
 #include "metalm/core/threads.h"
+#include "metalm/data/documents.h"
+#include "metalm/data/line_reader.h"
 #include "metalm/data/tokenizer.h"
 
 namespace metalm::data {
@@ -59,32 +60,50 @@ std::vector<std::string> read_corpus(const TrainOptions& o, CorpusStats& stats) 
   Generator rng(o.seed);
   std::vector<std::string> kept;
   int64_t candidates = 0;
-  std::string_view line;
-  bool too_long = false;
+  // One candidate line; where() names it in an error ("f.txt:12" or "f.jsonl, a record's
+  // text"), built only then.
+  auto take = [&](std::string_view line, bool too_long, const auto& where) {
+    ++stats.lines;
+    if (too_long) {
+      ++stats.skipped_long;
+      return;
+    }
+    if (is_blank(line)) {
+      ++stats.skipped_empty;
+      return;
+    }
+    const size_t bad = find_invalid_utf8(line, /*allow_nul=*/false);
+    MLM_CHECK(bad == std::string::npos, ValueError, "[tokenizer] ", where(),
+              ": not UTF-8 text (byte ", bad, " of the line is ",
+              (line[bad] == '\0' ? "NUL: UTF-16 or binary?" : "invalid"), ")");
+    if (cap == 0 || kept.size() < cap) {
+      kept.emplace_back(line);
+    } else {
+      const auto j = static_cast<size_t>(rng.randint(0, candidates + 1));
+      if (j < cap) kept[j] = std::string(line);
+    }
+    ++candidates;
+  };
+  const auto max_line = static_cast<uint64_t>(o.max_sentence_length);
   for (const std::string& path : o.inputs) {
-    LineReader reader(path, static_cast<uint64_t>(o.max_sentence_length), "tokenizer",
-                      LineReader::LongLines::skip);
-    while (reader.next(line, &too_long)) {
-      ++stats.lines;
-      if (too_long) {
-        ++stats.skipped_long;
-        continue;
-      }
-      if (is_blank(line)) {
-        ++stats.skipped_empty;
-        continue;
-      }
-      const size_t bad = find_invalid_utf8(line, /*allow_nul=*/false);
-      MLM_CHECK(bad == std::string::npos, ValueError, "[tokenizer] ", path, ":",
-                reader.line_number(), ": not UTF-8 text (byte ", bad, " of the line is ",
-                (line[bad] == '\0' ? "NUL: UTF-16 or binary?" : "invalid"), ")");
-      if (cap == 0 || kept.size() < cap) {
-        kept.emplace_back(line);
-      } else {
-        const auto j = static_cast<size_t>(rng.randint(0, candidates + 1));
-        if (j < cap) kept[j] = std::string(line);
-      }
-      ++candidates;
+    if (format_of_path(path) == SourceFormat::jsonl) {
+      // The records as the corpus pipeline reads them; a text line too long to train on is
+      // skipped like a long line of a text file, a record too long to read is an error.
+      DocumentOptions d;
+      d.format = SourceFormat::jsonl;
+      d.max_line_bytes = std::max<uint64_t>(d.max_line_bytes, max_line);
+      DocumentSink sink;
+      sink.line = [&](std::string_view line) {
+        take(line, line.size() > max_line, [&] { return path + ", a record's text"; });
+      };
+      sink.end_document = [] {};
+      read_documents(path, d, sink);
+    } else {
+      LineReader reader(path, max_line, "tokenizer", LineReader::LongLines::skip);
+      std::string_view line;
+      bool too_long = false;
+      while (reader.next(line, &too_long))
+        take(line, too_long, [&] { return path + ":" + std::to_string(reader.line_number()); });
     }
     ++stats.files;
   }

@@ -40,6 +40,15 @@ std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& 
   const int64_t limit = dec.config.max_positions;
   MLM_CHECK(o.slide_keep < limit, ValueError, "[generate] slide_keep ", o.slide_keep,
             " must be below the decoder's ", limit, " positions");
+  const int64_t V = dec.config.vocab_size;
+  std::vector<char> banned(static_cast<size_t>(V), 0);
+  for (const int64_t id : o.banned_ids) {
+    MLM_CHECK(id >= 0 && id < V, ValueError, "[generate] banned id ", id, " is outside the ", V,
+              "-id vocabulary");
+    banned[static_cast<size_t>(id)] = 1;
+  }
+  MLM_CHECK(std::find(banned.begin(), banned.end(), 0) != banned.end(), ValueError,
+            "[generate] every id of the vocabulary is banned");
   NoGradGuard ng;
   const bool was_training = dec.is_training();
   dec.eval();
@@ -62,9 +71,10 @@ std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& 
     in.tokens = Tensor::from_vector<int64_t>({1, static_cast<int64_t>(feed.size())}, feed);
     in.state = &state;
     const Tensor logits = dec.forward(in).logits;  // [1, t, V]
-    const int64_t V = logits.size(2);
     const Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).contiguous();
-    const int64_t id = pick_token(last.data<float>(), V, o, static_cast<uint64_t>(step));
+    std::vector<float> row(last.data<float>(), last.data<float>() + V);
+    for (const int64_t b : o.banned_ids) row[static_cast<size_t>(b)] = -INFINITY;
+    const int64_t id = pick_token(row.data(), V, o, static_cast<uint64_t>(step));
     out.push_back(id);
     context.push_back(id);
     if (on_token) on_token(id);

@@ -2,13 +2,16 @@
 // reuse, the validation split, full-sentence packing and the resumable loader, on small corpora
 // the tests write, tokenized by fake encoders (one id per byte, or one per word).
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 #include "common/test_util.h"
@@ -23,6 +26,7 @@
 
 using namespace metalm;
 using namespace metalm::data;
+using metalm::test::ThreadCountGuard;
 using metalm::test::throws_with;
 namespace fs = std::filesystem;
 
@@ -32,8 +36,8 @@ constexpr int32_t kByteBase = 16;  // byte b encodes to id 16 + b, clear of the 
 const io::VocabInfo kByteVocab{0x1234, 16 + 256};
 
 // One id per byte; counts the lines it was asked to encode.
-struct ByteEncoder {
-  int64_t* calls;
+struct ByteEncoder {  // thread-safe, as build_corpus requires
+  std::atomic<int64_t>* calls;
   void operator()(std::string_view text, std::vector<int32_t>& out) const {
     ++*calls;
     for (unsigned char c : text) out.push_back(kByteBase + c);
@@ -86,7 +90,7 @@ class CorpusFiles : public ::testing::Test {
   data::Corpus build(const CorpusConfig& c) { return build_corpus(c, ByteEncoder{&calls_}); }
 
   fs::path dir_;
-  int64_t calls_ = 0;
+  std::atomic<int64_t> calls_ = 0;
 };
 
 SourceConfig text_source(const std::string& name, std::vector<std::string> paths,
@@ -501,6 +505,44 @@ TEST_F(CorpusFiles, DocumentsAcrossShardsAreFoundByIndex) {
     ASSERT_EQ(doc_lines(one.sources[0], d), doc_lines(many.sources[0], d)) << d;
 }
 
+// Lines are encoded in parallel batches: the shards (every byte) are the same for one thread or
+// two and for any batch size, including batches that end inside a document (64 bytes here).
+TEST_F(CorpusFiles, ParallelEncodingGivesTheSameShardsForAnyThreadCountAndBatch) {
+  put("a.txt", paragraphs(400, 5));
+  const ThreadCountGuard threads;
+  std::vector<std::string> shard_bytes;
+  int run = 0;
+  for (const auto& [nthreads, batch] :
+       {std::pair<int, size_t>{1, size_t(4) << 20}, {2, 64}, {2, size_t(4) << 20}, {2, 1}}) {
+    omp_set_num_threads(nthreads);
+    CorpusConfig c = config({text_source("a", {path("a.txt")})});
+    c.cache_dir = path("cache" + std::to_string(run++));
+    c.encode_batch_bytes = batch;
+    c.max_shard_tokens = 2000;  // several shards
+    const data::Corpus corpus = build(c);
+    ASSERT_EQ(corpus.sources[0].docs(), 400u);
+    // The content, not only agreement between runs: document d holds paragraph d's lines.
+    std::istringstream text(read(path("a.txt")));
+    std::string line;
+    const SpecialIds sp;
+    for (uint64_t d = 0; d < 400; ++d) {
+      std::vector<std::vector<int32_t>> want;
+      while (std::getline(text, line) && !line.empty())
+        want.push_back(cat(bytes_ids(line), {sp.line}));
+      want.back().push_back(sp.doc);
+      ASSERT_EQ(doc_lines(corpus.sources[0], d), want) << "run " << run << ", document " << d;
+    }
+    std::string all;
+    for (const std::string& f : files())
+      if (f.rfind(fs::path(c.cache_dir).filename().string() + "/", 0) == 0 &&
+          f.find("shard") != std::string::npos)
+        all += f.substr(f.find('/')) + ":" + read(path(f)) + "|";
+    ASSERT_FALSE(all.empty());
+    shard_bytes.push_back(all);
+  }
+  for (size_t i = 1; i < shard_bytes.size(); ++i) EXPECT_EQ(shard_bytes[i], shard_bytes[0]) << i;
+}
+
 TEST_F(CorpusFiles, MissingEmptyAndBadConfigsAreOneLineErrors) {
   EXPECT_TRUE(
       throws_with<IoError>([&] { build(config({text_source("m", {path("missing.txt")})})); },
@@ -535,7 +577,7 @@ TEST_F(CorpusFiles, MissingEmptyAndBadConfigsAreOneLineErrors) {
 TEST_F(CorpusFiles, AnEncoderFailureLeavesNoShardAndNoManifest) {
   put("a.txt", paragraphs(50, 4));
   CorpusConfig c = config({text_source("a", {path("a.txt")})});
-  int64_t n = 0;
+  std::atomic<int64_t> n = 0;
   const EncodeFn failing = [&](std::string_view text, std::vector<int32_t>& out) {
     if (++n == 40) throw ValueError("[tokenizer] boom");
     for (unsigned char ch : text) out.push_back(kByteBase + ch);

@@ -77,6 +77,33 @@ TEST(Generate, SamplingFollowsItsSeedAndStopsAtAStopId) {
   }
 }
 
+// Banned ids never come out, greedy or sampled, even where they are the argmax; out-of-range
+// bans and a ban of the whole vocabulary are errors.
+TEST(Generate, BannedIdsAreNeverEmitted) {
+  Generator g(4);
+  models::Decoder dec(test::tiny_decoder(), g);
+  infer::GenerateOptions o;
+  o.max_new_tokens = 12;
+  const std::vector<int64_t> free_run = infer::generate(dec, {5, 6}, o);
+  o.banned_ids = {free_run[0], free_run[1]};
+  for (double t : {0.0, 1.5}) {
+    o.temperature = t;
+    const std::vector<int64_t> out = infer::generate(dec, {5, 6}, o);
+    ASSERT_EQ(out.size(), 12u);
+    for (int64_t id : out) EXPECT_TRUE(id != free_run[0] && id != free_run[1]) << id;
+  }
+  const int64_t V = dec.config.vocab_size;
+  o.banned_ids = {V};
+  EXPECT_TRUE(test::throws_with<ValueError>(
+      [&] {
+        infer::generate(dec, {5, 6}, o);
+      },
+      "outside the"));
+  o.banned_ids.clear();
+  for (int64_t i = 0; i < V; ++i) o.banned_ids.push_back(i);
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::generate(dec, {5, 6}, o); }, "every id"));
+}
+
 TEST(Generate, AFullContextSlidesOrStops) {
   nn::DecoderConfig c = test::tiny_decoder();
   c.max_positions = 8;
@@ -88,7 +115,8 @@ TEST(Generate, AFullContextSlidesOrStops) {
   EXPECT_EQ(infer::generate(dec, {3, 4, 5}, o).size(), 6u);
   o.slide_keep = 4;
   EXPECT_EQ(infer::generate(dec, {3, 4, 5}, o).size(), 20u);
-  EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::generate(dec, {}, o); }, "prompt is empty"));
+  EXPECT_TRUE(
+      test::throws_with<ValueError>([&] { infer::generate(dec, {}, o); }, "prompt is empty"));
   o.slide_keep = 0;
   EXPECT_TRUE(test::throws_with<ValueError>(
       [&] { infer::generate(dec, std::vector<int64_t>(9, 3), o); }, "the decoder reads 8"));

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <unordered_map>
@@ -232,6 +233,43 @@ TEST_F(TokenizerTest, SamplesAndSkipsAreCounted) {
   EXPECT_EQ(s.corpus.skipped_empty, 2);
   EXPECT_EQ(s.corpus.skipped_long, 1);
   EXPECT_EQ(s.corpus.sentences, 1000);
+}
+
+// JSONL inputs are read as the corpus reads them: each record's text split into lines. The
+// same lines as records or as a text file train the same model, byte for byte; a text line
+// longer than max_sentence_length is skipped and counted; a bad record names its line.
+TEST_F(TokenizerTest, JsonlRecordsTrainLikeTheSameLinesInATextFile) {
+  std::istringstream lines(read_file(dir_ / "corpus.txt"));
+  std::string jsonl, line, text;
+  int64_t n = 0;
+  while (std::getline(lines, line)) {
+    text += (text.empty() ? "" : "\n") + line;
+    if (++n % 3 == 0) {
+      jsonl += nlohmann::json{{"id", n}, {"text", text}}.dump() + "\n";
+      text.clear();
+    }
+  }
+  if (!text.empty()) jsonl += nlohmann::json{{"text", text}}.dump() + "\n";
+  write_file(dir_ / "corpus.jsonl", jsonl);
+  data::TrainOptions o = options();
+  const data::TrainStats from_text = Tokenizer::train(o, path("text"));
+  o.inputs = {path("corpus.jsonl")};
+  const data::TrainStats from_jsonl = Tokenizer::train(o, path("jsonl"));
+  EXPECT_EQ(from_jsonl.corpus.sentences, from_text.corpus.sentences);
+  EXPECT_EQ(read_file(dir_ / "jsonl" / "tokenizer.model"),
+            read_file(dir_ / "text" / "tokenizer.model"));
+
+  write_file(dir_ / "long.jsonl",
+             nlohmann::json{{"text", "short line\n" + std::string(300, 'a')}}.dump() + "\n");
+  o.inputs = {path("long.jsonl"), path("corpus.txt")};
+  o.max_sentence_length = 200;
+  const data::TrainStats s = Tokenizer::train(o, path("long"));
+  EXPECT_EQ(s.corpus.skipped_long, 1);
+  EXPECT_EQ(s.corpus.lines, from_text.corpus.lines + 2);
+
+  write_file(dir_ / "bad.jsonl", "{\"text\": \"fine\"}\n{\"txt\": 1}\n");
+  o.inputs = {path("bad.jsonl")};
+  expect_train_fails(o, {"bad.jsonl", "line 2", "text"});
 }
 
 // SentencePiece's default layout (<unk> 0, <s> 1, </s> 2, no <pad>), which is XLM-R's and

@@ -33,7 +33,8 @@ struct SpecialIds {
 };
 
 // Appends the ids of one line of text (no line break, no markers) to out. The tokenizer's
-// encode; tests pass a fake one.
+// encode; tests pass a fake one. Called from several threads at once (lines are encoded in
+// parallel batches), so it must be thread-safe; an exception it throws stops the build.
 using EncodeFn = std::function<void(std::string_view text, std::vector<int32_t>& out)>;
 
 struct SourceConfig {
@@ -51,6 +52,9 @@ struct CorpusConfig {
   uint64_t max_shard_tokens = 1 << 27;  // a new shard starts at the first document boundary past it
   bool verify_reused = true;            // checksum the tokens of reused shards on open
   bool show_progress = true;            // the progress line on stderr
+  // Lines are encoded in parallel in batches of about this much text (the shards do not
+  // depend on it, nor on the thread count).
+  size_t encode_batch_bytes = size_t(4) << 20;
 };
 
 // One source's documents across its shards (mapped, validated).

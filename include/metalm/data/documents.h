@@ -27,6 +27,8 @@ enum class SourceFormat { text, jsonl };
 enum class DocSplit { paragraph, file, line };
 const io::EnumNames<SourceFormat>& source_format_names();  // "text", "jsonl"
 const io::EnumNames<DocSplit>& doc_split_names();          // "paragraph", "file", "line"
+// The format a file name implies: jsonl for names ending in ".jsonl", text otherwise.
+SourceFormat format_of_path(const std::string& path);
 
 struct DocumentOptions {
   SourceFormat format = SourceFormat::text;

@@ -71,8 +71,10 @@ struct CorpusStats {
 };
 
 struct TrainOptions {
-  std::vector<std::string> inputs;  // UTF-8 text files, one sentence (line) per line
-  int64_t vocab_size = 8000;        // every id, the nine specials included
+  // UTF-8 text files, one sentence (line) per line; files named *.jsonl are JSONL records
+  // {"text": ...} as the corpus reads them (documents.h), one sentence per line of a text.
+  std::vector<std::string> inputs;
+  int64_t vocab_size = 8000;  // every id, the nine specials included
   TokenizerModelType model_type = TokenizerModelType::unigram;
   double character_coverage = 0.9995;  // share of characters the alphabet covers, in [0.98, 1]
   // 0: train on every line; else on a uniform sample of this many lines (reservoir sampling

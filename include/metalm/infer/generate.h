@@ -12,10 +12,13 @@ namespace metalm::infer {
 
 struct GenerateOptions {
   int64_t max_new_tokens = 64;
-  double temperature = 0.0;  // 0: greedy (argmax); > 0: sample from softmax(logits / t)
-  int64_t top_k = 0;         // > 0: sample among the k most likely only
-  uint64_t seed = 1;         // sampling draws: Generator::uniform_at(seed, step)
+  double temperature = 0.0;       // 0: greedy (argmax); > 0: sample from softmax(logits / t)
+  int64_t top_k = 0;              // > 0: sample among the k most likely only
+  uint64_t seed = 1;              // sampling draws: Generator::uniform_at(seed, step)
   std::vector<int64_t> stop_ids;  // generation ends after emitting one of these (e.g. </s>)
+  // Never emitted: their logits count as -inf at every step (e.g. <unk>, <pad>, <mask>). Ids
+  // must lie in the vocabulary and leave at least one id allowed.
+  std::vector<int64_t> banned_ids;
   // When the context (prompt + generated) reaches the decoder's max positions, keep the last
   // `keep` tokens and re-read them (0: stop instead).
   int64_t slide_keep = 0;
@@ -27,7 +30,8 @@ std::vector<int64_t> generate(models::Decoder& decoder, const std::vector<int64_
                               const GenerateOptions& options,
                               const std::function<void(int64_t)>& on_token = {});
 
-// The choice of one step from a row of logits (exposed for tests).
+// The choice of one step from a row of logits (exposed for tests); banned_ids are not applied
+// here (generate() masks them first).
 int64_t pick_token(const float* logits, int64_t vocab, const GenerateOptions& options,
                    uint64_t step);
 

@@ -61,7 +61,10 @@ std::pair<double, int64_t> time_encode(const data::Tokenizer& tok,
 }
 
 // The corpus files of scripts/fetch_data.sh, read as `metalm pretrain --data` reads them.
-int corpus_case(const data::Tokenizer& tok, const std::string& dir, const std::string& cache) {
+// On `threads` threads (lines are encoded in parallel batches); the case name says how many.
+int corpus_case(const data::Tokenizer& tok, const std::string& dir, const std::string& cache,
+                int threads) {
+  set_num_threads(threads);
   uint64_t bytes = 0;
   data::CorpusConfig c = bench::corpus_files(dir, &bytes);
   if (c.sources.empty()) {
@@ -96,14 +99,17 @@ int corpus_case(const data::Tokenizer& tok, const std::string& dir, const std::s
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);
-  nlohmann::json j = {{"name", "corpus_tokenize_pack"},
+  const std::string name = threads == 1
+                               ? "corpus_tokenize_pack"
+                               : "corpus_tokenize_pack_" + std::to_string(threads) + "threads";
+  nlohmann::json j = {{"name", name},
                       {"bytes", bytes},
                       {"ids", tokens - lines - docs},
                       {"lines", lines},
                       {"documents", docs},
                       {"sequences", seqs},
                       {"seconds", seconds},
-                      {"threads", 1},
+                      {"threads", threads},
                       {"peak_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
                       {"checksum", sum % 10}};
   std::printf("%s\n", j.dump().c_str());
@@ -123,12 +129,13 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeats")) repeats = std::atoi(argv[i + 1]);
   }
-  if (!model.empty() && !corpus.empty()) return corpus_case(data::Tokenizer::load(model), corpus, cache);
+  if (!model.empty() && !corpus.empty())
+    return corpus_case(data::Tokenizer::load(model), corpus, cache, threads);
   if (model.empty() || text.empty()) {
     std::fprintf(stderr,
                  "usage: metalm_bench_tokenizer --model DIR --text FILE [--threads N] "
                  "[--repeats N]\n       metalm_bench_tokenizer --model DIR --corpus DATA_DIR "
-                 "[--cache DIR]\n");
+                 "[--cache DIR] [--threads N]\n");
     return 2;
   }
   const data::Tokenizer tok = data::Tokenizer::load(model);

@@ -6,13 +6,13 @@ thread, also the plain Python loop of one encode() call per line, which is as fa
 the noise (sometimes faster); "seconds" is the faster of the two, "python_way" says which. Prints one JSON line per case, as metalm_bench_tokenizer does.
 
 Usage: spm_tokenizer.py --model DIR --text FILE [--threads N] [--repeats N]
-       spm_tokenizer.py --model DIR --corpus DATA_DIR
+       spm_tokenizer.py --model DIR --corpus DATA_DIR [--threads N]
        spm_tokenizer.py --make-text OUT [--source FILE] [--mb M]
 The --corpus form is the twin of `metalm_bench_tokenizer --corpus`: the same corpus files,
 their documents split by the same rules (data/documents.h: blank lines end paragraphs, WordNet
 has one document a line, a JSONL record's "text" is split at newlines), every non-blank line
-encoded on one thread (a loop of encode(line), the batch call being no faster on one thread),
-ids counted and dropped. It writes no shards and packs nothing, which favours it.
+encoded on one thread (a loop of encode(line), the batch call being no faster on one thread)
+or, with --threads N, by the batch call on N threads; ids counted and dropped. It writes no shards and packs nothing, which favours it.
 The second form writes the bench's text: FILE (data/kjv.txt when bench/run finds it) repeated
 until M MB, or, without a source, made-up sentences (seeded, so every run encodes the same)."""
 import argparse
@@ -82,7 +82,9 @@ def corpus_lines(path):
                 yield line
 
 
-def corpus_case(sp, data_dir):
+def corpus_case(sp, data_dir, threads):
+    """One thread: a loop of encode(line). More: the batch call on CHUNK lines at a time, its
+    C++ loop on `threads` threads (the twin of metalm's parallel batches)."""
     import os
     import resource
     paths = [os.path.join(data_dir, n) for n in CORPUS_FILES if os.path.exists(os.path.join(data_dir, n))]
@@ -90,33 +92,49 @@ def corpus_case(sp, data_dir):
     start = time.perf_counter()
     ids = lines = 0
     for p in paths:
+        if threads == 1:
+            for line in corpus_lines(p):
+                ids += len(sp.encode(line))
+                lines += 1
+            continue
+        chunk = []
         for line in corpus_lines(p):
-            ids += len(sp.encode(line))
-            lines += 1
+            chunk.append(line)
+            if len(chunk) == CHUNK:
+                ids += sum(map(len, sp.encode(chunk, num_threads=threads)))
+                lines += len(chunk)
+                chunk = []
+        ids += sum(map(len, sp.encode(chunk, num_threads=threads))) if chunk else 0
+        lines += len(chunk)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"name": "corpus_tokenize_pack", "bytes": nbytes, "ids": ids, "lines": lines,
-                      "seconds": seconds, "threads": 1, "python_way": "loop",
-                      "loop_seconds": seconds, "peak_bytes": peak}))
+    name = "corpus_tokenize_pack" + ("" if threads == 1 else f"_{threads}threads")
+    way = "loop" if threads == 1 else "batch"
+    print(json.dumps({"name": name, "bytes": nbytes, "ids": ids, "lines": lines,
+                      "seconds": seconds, "threads": threads, "python_way": way,
+                      f"{way}_seconds": seconds, "peak_bytes": peak}))
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model")
     p.add_argument("--text")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--make-text")
     p.add_argument("--source")
     p.add_argument("--mb", type=float, default=32)
     p.add_argument("--corpus")
     a = p.parse_args()
+    a.threads_given = a.threads is not None
+    if a.threads is None:
+        a.threads = 2
     if a.make_text:
         make_text(a.make_text, a.source, a.mb)
         return
     sp = spm.SentencePieceProcessor(model_file=f"{a.model}/tokenizer.model")
     if a.corpus:
-        corpus_case(sp, a.corpus)
+        corpus_case(sp, a.corpus, a.threads if a.threads_given else 1)
         return
     with open(a.text, "rb") as f:
         raw = f.read().split(b"\n")

@@ -54,7 +54,7 @@ struct CorpusConfig {
   bool show_progress = true;            // the progress line on stderr
   // Lines are encoded in parallel in batches of about this much text (the shards do not
   // depend on it, nor on the thread count).
-  size_t encode_batch_bytes = size_t(4) << 20;
+  size_t encode_batch_bytes = size_t(1) << 20;
 };
 
 // One source's documents across its shards (mapped, validated).

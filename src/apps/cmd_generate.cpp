@@ -11,6 +11,7 @@
 
 #include "apps/common.h"
 #include "metalm/data/tokenizer.h"
+#include "metalm/infer/beam.h"
 #include "metalm/infer/generate.h"
 #include "metalm/models/metalm.h"
 #include "metalm/models/model_dir.h"
@@ -24,8 +25,8 @@ namespace fs = std::filesystem;
 struct GenerateCliOptions {
   CommonOptions common;
   std::string model, prompt;
-  int64_t max_new_tokens = 80, top_k = 0, samples = 1;
-  double temperature = 0.8;
+  int64_t max_new_tokens = 80, top_k = 0, samples = 1, beam = 0, no_repeat_ngram = 0;
+  double temperature = 0.8, length_penalty = 1.0;
   bool stop_at_doc = true;
 };
 
@@ -105,13 +106,41 @@ int run_generate(const GenerateCliOptions& o) {
   for (const int64_t id : {tok.spec().bos_id, tok.spec().pad_id, tok.spec().unk_id,
                            tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id})
     if (id >= 0) g.banned_ids.push_back(id);
+  std::vector<int32_t> prompt_line;  // the prompt's ids after its last </line> (not <s>)
+  for (size_t i = prompt.size(); i-- > 1 && prompt[i] != tok.spec().line_end_id;)
+    prompt_line.insert(prompt_line.begin(), static_cast<int32_t>(prompt[i]));
+  if (o.beam > 0) {
+    infer::BeamOptions b;
+    b.beam = o.beam;
+    b.length_penalty = o.length_penalty;
+    b.no_repeat_ngram = o.no_repeat_ngram;
+    // Documents of our corpora end with </doc> (the LM has not seen </s> end one).
+    const int64_t doc = tok.spec().doc_end_id;
+    b.eos_id = o.stop_at_doc && doc >= 0 ? doc : tok.eos_id();
+    for (const int64_t id : g.banned_ids)
+      if (id != b.eos_id) b.banned_ids.push_back(id);
+    const int64_t room = decoder->stack_config().max_positions -
+                         static_cast<int64_t>(prompt.size()) - 1;
+    b.max_new_tokens = std::min(o.max_new_tokens, room);
+    if (b.max_new_tokens < o.max_new_tokens)
+      std::fprintf(stderr, "[generate] --beam: at most %lld new tokens fit the context\n",
+                   static_cast<long long>(b.max_new_tokens));
+    const std::vector<infer::Hypothesis> hyps = infer::beam_search(*decoder, prompt, b);
+    for (size_t h = 0; h < hyps.size(); ++h) {
+      std::printf("--- beam %zu: score %.4f (log-prob %.4f over %zu tokens) ---\n", h + 1,
+                  hyps[h].score, hyps[h].sum_logprob, hyps[h].tokens.size());
+      std::fputs(o.prompt.c_str(), stdout);
+      TextPrinter out(tok, prompt_line);
+      for (const int64_t id : hyps[h].tokens)
+        if (id != b.eos_id) out.add(id);
+      std::printf("\n");
+    }
+    return 0;
+  }
   for (int64_t s = 0; s < o.samples; ++s) {
     if (o.samples > 1) std::printf("--- sample %lld ---\n", static_cast<long long>(s + 1));
     std::fputs(o.prompt.c_str(), stdout);
-    std::vector<int32_t> last_line;  // the prompt's ids after its last </line> (not <s>)
-    for (size_t i = prompt.size(); i-- > 1 && prompt[i] != tok.spec().line_end_id;)
-      last_line.insert(last_line.begin(), static_cast<int32_t>(prompt[i]));
-    TextPrinter out(tok, std::move(last_line));
+    TextPrinter out(tok, prompt_line);
     g.seed = o.common.seed + static_cast<uint64_t>(s);
     infer::generate(*decoder, prompt, g, [&](int64_t id) { out.add(id); });
     std::printf("\n");
@@ -135,6 +164,9 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_option("--temperature", o->temperature, "0: greedy; else sample from softmax(logits / t)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", o->top_k, "sample among the k most likely (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--samples", o->samples, "how many continuations")->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("--beam", o->beam, "beam search with this many beams (fairseq's rules), printing every finished hypothesis best first; 0: greedy or sampling")->capture_default_str()->check(CLI::Range(0, 64));
+  cmd->add_option("--length-penalty", o->length_penalty, "with --beam: a hypothesis scores log-prob / length^this")->capture_default_str()->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--no-repeat-ngram", o->no_repeat_ngram, "with --beam: no n-gram of this size twice in the output (0: off)")->capture_default_str()->check(CLI::Range(0, 16));
   cmd->add_flag("!--no-stop-at-doc", o->stop_at_doc, "go on past </doc> (a document's end)");
   return {cmd, &o->common, [o] { return run_generate(*o); }};
 }

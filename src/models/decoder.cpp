@@ -12,7 +12,9 @@ namespace metalm::models {
 // ------------------------------------------------------------------ IncrementalState
 
 IncrementalState::IncrementalState(const Decoder& decoder, int64_t batch, int64_t capacity)
-    : batch_(batch), heads_(decoder.config.attention_heads), head_dim_(decoder.config.head_dim()),
+    : batch_(batch),
+      heads_(decoder.config.attention_heads),
+      head_dim_(decoder.config.head_dim()),
       capacity_(capacity) {
   MLM_CHECK(batch > 0 && capacity > 0, ValueError,
             "[IncrementalState] batch and capacity must be positive, got ", batch, " and ",
@@ -51,6 +53,20 @@ void IncrementalState::truncate(int64_t length) {
   length_ = length;
 }
 
+void IncrementalState::select_rows(const std::vector<int64_t>& rows) {
+  MLM_CHECK(!rows.empty(), ValueError, "[IncrementalState] select_rows: no rows");
+  for (const int64_t r : rows)
+    MLM_CHECK(r >= 0 && r < batch_, ValueError, "[IncrementalState] select_rows: row ", r,
+              " out of range [0, ", batch_, ")");
+  for (auto& c : caches_) c.select_rows(rows);
+  for (auto& c : cross_)
+    if (c) c->select_rows(rows);
+  positions_ = take_rows(positions_, rows, "IncrementalState");
+  segments_ = take_rows(segments_, rows, "IncrementalState");
+  padding_ = take_rows(padding_, rows, "IncrementalState");
+  batch_ = static_cast<int64_t>(rows.size());
+}
+
 Tensor IncrementalState::append_layout(int64_t T, const Tensor& positions,
                                        const Tensor& segment_ids, const Tensor& padding) {
   MLM_CHECK(length_ + T <= capacity_, ValueError, "[IncrementalState] capacity ", capacity_,
@@ -59,12 +75,12 @@ Tensor IncrementalState::append_layout(int64_t T, const Tensor& positions,
   int64_t* pos = positions_.data<int64_t>();
   int32_t* seg = segments_.data<int32_t>();
   uint8_t* pad = padding_.data<uint8_t>();
-  const std::vector<int64_t> p_in = positions.defined() ? positions.to_vector<int64_t>()
-                                                        : std::vector<int64_t>();
-  const std::vector<int64_t> s_in = segment_ids.defined() ? segment_ids.to_vector<int64_t>()
-                                                          : std::vector<int64_t>();
-  const std::vector<int64_t> d_in = padding.defined() ? padding.to_vector<int64_t>()
-                                                      : std::vector<int64_t>();
+  const std::vector<int64_t> p_in =
+      positions.defined() ? positions.to_vector<int64_t>() : std::vector<int64_t>();
+  const std::vector<int64_t> s_in =
+      segment_ids.defined() ? segment_ids.to_vector<int64_t>() : std::vector<int64_t>();
+  const std::vector<int64_t> d_in =
+      padding.defined() ? padding.to_vector<int64_t>() : std::vector<int64_t>();
   std::vector<int64_t> out(static_cast<size_t>(B * T));
   for (int64_t b = 0; b < B; ++b) {
     // Defaults continue the row: one past its largest position, its last segment.

@@ -78,6 +78,13 @@ for run in gpt metalm; do
 done
 "$bin" generate --model "$work/gpt" --prompt "the" --samples 3 --temperature 1 --threads 1 > "$work/g3" 2>&1 \
   && [ "$(grep -c '^--- sample' "$work/g3")" -eq 3 ] && ok || bad "generate --samples 3: $(head -c 300 "$work/g3")"
+"$bin" generate --model "$work/gpt" --prompt "the dog" --beam 3 --length-penalty 0.6 --no-repeat-ngram 2 \
+  --max-new-tokens 10 --threads 1 > "$work/b1" 2>"$work/berr" && ok || bad "generate --beam: $(cat "$work/berr")"
+[ "$(grep -c '^--- beam [1-3]: score' "$work/b1")" -eq 3 ] && ok || bad "generate --beam 3: $(head -c 300 "$work/b1")"
+"$bin" generate --model "$work/gpt" --prompt "the dog" --beam 3 --length-penalty 0.6 --no-repeat-ngram 2 \
+  --max-new-tokens 10 --threads 1 > "$work/b2" 2>&1
+cmp -s "$work/b1" "$work/b2" && ok || bad "generate --beam differs between runs"
+expect_error "generate --beam too wide" "beam" "$bin" generate --model "$work/gpt" --prompt "the" --beam 65
 expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"
 expect_error "generate from nothing" "nope" "$bin" generate --model "$work/nope" --prompt "the"
 

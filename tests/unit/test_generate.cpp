@@ -8,6 +8,7 @@
 #include "common/test_util.h"
 #include "common/tiny_stacks.h"
 #include "metalm/autograd/autograd.h"
+#include "metalm/infer/beam.h"
 #include "metalm/infer/generate.h"
 
 using namespace metalm;
@@ -120,4 +121,62 @@ TEST(Generate, AFullContextSlidesOrStops) {
   o.slide_keep = 0;
   EXPECT_TRUE(test::throws_with<ValueError>(
       [&] { infer::generate(dec, std::vector<int64_t>(9, 3), o); }, "the decoder reads 8"));
+}
+
+// The n-gram rule by hand: only the tokens that would complete a repeat are banned.
+TEST(Beam, RepeatedNgramsAreBannedByHand) {
+  auto banned = [](std::vector<int64_t> tokens, int64_t n) {
+    std::vector<double> lp(10, 0.0);
+    infer::ban_repeated_ngrams(tokens, n, lp);
+    std::vector<int64_t> out;
+    for (int64_t i = 0; i < 10; ++i)
+      if (lp[static_cast<size_t>(i)] == -INFINITY) out.push_back(i);
+    return out;
+  };
+  using V = std::vector<int64_t>;
+  EXPECT_EQ(banned({5, 6, 7, 5, 6}, 3), V{7});          // 5 6 | 7 seen after 5 6
+  EXPECT_EQ(banned({5, 6, 7, 5, 6}, 2), V{7});          // 6 | 7
+  EXPECT_EQ(banned({5, 6, 7, 5, 6}, 1), (V{5, 6, 7}));  // every token seen
+  EXPECT_EQ(banned({5, 6, 7, 5, 6}, 4), V{});           // 7 5 6 never seen before
+  EXPECT_EQ(banned({4, 4, 4}, 2), V{4});
+  EXPECT_EQ(banned({3, 8, 3, 9, 3}, 2), (V{8, 9}));  // every continuation of 3
+  EXPECT_EQ(banned({1, 2}, 3), V{});                 // shorter than n: nothing
+  EXPECT_EQ(banned({1, 2}, 0), V{});
+}
+
+// Beam search: beam 1 is greedy (equal to generate() at temperature 0 until EOS), and bad
+// options are one clear error each.
+TEST(Beam, BeamOneIsGreedyAndBadOptionsAreErrors) {
+  Generator g(4);
+  models::Decoder dec(test::tiny_decoder(), g);
+  infer::GenerateOptions greedy;
+  greedy.max_new_tokens = 10;
+  const std::vector<int64_t> want = infer::generate(dec, {5, 6}, greedy);
+  infer::BeamOptions o;
+  o.beam = 1;
+  o.max_new_tokens = 10;
+  o.eos_id = 2;
+  const std::vector<infer::Hypothesis> h = infer::beam_search(dec, {5, 6}, o);
+  ASSERT_EQ(h.size(), 1u);
+  const size_t eos = std::find(want.begin(), want.end(), 2) - want.begin();
+  const std::vector<int64_t> body(want.begin(), want.begin() + std::min(eos, want.size()));
+  EXPECT_EQ(std::vector<int64_t>(h[0].tokens.begin(), h[0].tokens.end() - 1), body);
+  EXPECT_EQ(h[0].tokens.back(), 2);
+  auto fails = [&](infer::BeamOptions bad, const std::vector<int64_t>& prompt, const char* what) {
+    EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::beam_search(dec, prompt, bad); }, what))
+        << what;
+  };
+  infer::BeamOptions b = o;
+  b.beam = dec.config.vocab_size;
+  fails(b, {5}, "beam must be in");
+  b = o;
+  b.min_new_tokens = 11;
+  fails(b, {5}, "above max_new_tokens");
+  b = o;
+  b.banned_ids = {2};
+  fails(b, {5}, "is EOS");
+  b = o;
+  b.max_new_tokens = dec.config.max_positions;
+  fails(b, {5}, "exceed the decoder");
+  fails(o, {}, "prompt is empty");
 }

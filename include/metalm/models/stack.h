@@ -62,11 +62,11 @@ struct StackInputs {
   // causal in a decoder, UniLM / BEiT-3 captioning). 0 = none. Not with segment_ids.
   int64_t prefix_len = 0;
 
-  nn::Route route{-1, false};  // multiway routing (encoders); default all A
-  Tensor dock_mask;            // u8 [B, T]: rows replaced by dock_features (spec 3.3)
-  Tensor dock_features;        // [count(dock_mask), d]
-  Tensor encoder_out;          // [B, S, d_enc] for a cross-attention decoder
-  Tensor encoder_padding;      // u8 [B, S]
+  nn::Route route{-1, false};         // multiway routing (encoders); default all A
+  Tensor dock_mask;                   // u8 [B, T]: rows replaced by dock_features (spec 3.3)
+  Tensor dock_features;               // [count(dock_mask), d]
+  Tensor encoder_out;                 // [B, S, d_enc] for a cross-attention decoder
+  Tensor encoder_padding;             // u8 [B, S]
   IncrementalState* state = nullptr;  // decoder: with a state, `tokens` are the new ones only
   bool features_only = false;
   std::vector<SpanInputs> spans;  // composite models only (a stack refuses them)
@@ -96,12 +96,12 @@ class Stack : public Model {
   const std::vector<std::string>& scaled_parameter_names() const { return scaled_names_; }
 
   StackOptions stack;
-  std::shared_ptr<nn::Embedding> embed_tokens;  // null without vocabulary
-  std::shared_ptr<nn::LearnedPositionalEmbedding> learned_positions;       // "embed_positions"
+  std::shared_ptr<nn::Embedding> embed_tokens;                        // null without vocabulary
+  std::shared_ptr<nn::LearnedPositionalEmbedding> learned_positions;  // "embed_positions"
   std::shared_ptr<nn::SinusoidalPositionalEmbedding> sinusoidal_positions;  // "embed_positions"
   nn::Experts<nn::LayerNorm> layernorm_embedding, layer_norm;  // multiway in an encoder
   std::vector<std::shared_ptr<nn::TransformerLayer>> layers;
-  std::shared_ptr<nn::RelativePositionBias> relative_position;  // self-attention bias
+  std::shared_ptr<nn::RelativePositionBias> relative_position;             // self-attention bias
   std::shared_ptr<nn::RelativePositionBias> cross_attn_relative_position;  // enc-dec decoder
   std::shared_ptr<nn::Linear> output_projection;  // null when tied, absent or no_output_layer
 
@@ -112,7 +112,7 @@ class Stack : public Model {
     bool final_layer_norm = false;
     std::function<nn::TransformerLayerOptions(int64_t layer)> layer_options;
     const char* relative_position_name = "relative_position";
-    bool cross_relative_position = false;  // also "cross_attn_relative_position"
+    bool cross_relative_position = false;    // also "cross_attn_relative_position"
     bool skip_encoder_attn_scaling = false;  // the enc-dec decoder under SubLN
   };
   // cfg is read during construction only; the derived class then binds its own copy.
@@ -164,14 +164,18 @@ class IncrementalState {
   nn::KVCache& cross_layer(size_t i, int64_t source_length);
   void reset();
   void truncate(int64_t length);  // every layer and the layout
+  // Row b continues what row rows[b] held (every layer's cache, cross-attention caches and
+  // the layout); the batch becomes rows.size(). Beam search's reorder of surviving hypotheses,
+  // and its expansion of a one-row prompt to the beams (rows {0, 0, ...}).
+  void select_rows(const std::vector<int64_t>& rows);
 
   // ---- the layout (Decoder::forward keeps it; read by it to build masks) ----
   // Records T new positions; undefined tensors take the defaults (continuing positions, the
   // row's last segment, no padding). Returns the new tokens' positions, i64 [B, T].
   Tensor append_layout(int64_t T, const Tensor& positions, const Tensor& segment_ids,
                        const Tensor& padding);
-  Tensor key_padding() const;   // u8 [B, length], undefined if no padding was ever given
-  Tensor segment_ids() const;   // i32 [B, length], undefined if no segments were ever given
+  Tensor key_padding() const;  // u8 [B, length], undefined if no padding was ever given
+  Tensor segment_ids() const;  // i32 [B, length], undefined if no segments were ever given
 
  private:
   int64_t batch_ = 0, heads_ = 0, head_dim_ = 0, capacity_ = 0, length_ = 0;

@@ -2,6 +2,8 @@
 // because the attention layers write it during their forward; infer owns the decoding loops that
 // create, reorder and truncate it.
 #pragma once
+#include <vector>
+
 #include "metalm/core/tensor.h"
 
 namespace metalm::nn {
@@ -17,10 +19,13 @@ class KVCache {
   int64_t capacity() const { return capacity_; }
   // k, v: [B, H, t, head_dim]; throws ValueError when length + t > capacity.
   void append(const Tensor& k, const Tensor& v);
-  Tensor keys() const;    // [B, H, length, head_dim] view
-  Tensor values() const;  // [B, H, length, head_dim] view
+  Tensor keys() const;            // [B, H, length, head_dim] view
+  Tensor values() const;          // [B, H, length, head_dim] view
   void truncate(int64_t length);  // drop entries past `length` (BEiT-3 captioning's MASK slot)
   void reset() { length_ = 0; }
+  // Row b of the new cache is row rows[b] of this one (beam search's reorder; rows may repeat,
+  // and their count is the new batch size).
+  void select_rows(const std::vector<int64_t>& rows);
 
  private:
   Tensor k_, v_;

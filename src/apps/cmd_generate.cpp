@@ -26,7 +26,7 @@ struct GenerateCliOptions {
   CommonOptions common;
   std::string model, prompt;
   int64_t max_new_tokens = 80, top_k = 0, samples = 1, beam = 0, no_repeat_ngram = 0;
-  double temperature = 0.8, length_penalty = 1.0;
+  double temperature = 0.8, length_penalty = 1.0, top_p = 1.0;
   bool stop_at_doc = true;
 };
 
@@ -98,6 +98,7 @@ int run_generate(const GenerateCliOptions& o) {
   g.max_new_tokens = o.max_new_tokens;
   g.temperature = o.temperature;
   g.top_k = o.top_k;
+  g.top_p = o.top_p;
   g.slide_keep = decoder->stack_config().max_positions / 2;
   g.stop_ids = {tok.eos_id()};
   if (o.stop_at_doc && tok.spec().doc_end_id >= 0) g.stop_ids.push_back(tok.spec().doc_end_id);
@@ -163,6 +164,7 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to add")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--temperature", o->temperature, "0: greedy; else sample from softmax(logits / t)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", o->top_k, "sample among the k most likely (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", o->top_p, "sample among the most likely ids whose probabilities reach p (1: all)")->capture_default_str()->check(CLI::Range(1e-6, 1.0));
   cmd->add_option("--samples", o->samples, "how many continuations")->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--beam", o->beam, "beam search with this many beams (fairseq's rules), printing every finished hypothesis best first; 0: greedy or sampling")->capture_default_str()->check(CLI::Range(0, 64));
   cmd->add_option("--length-penalty", o->length_penalty, "with --beam: a hypothesis scores log-prob / length^this")->capture_default_str()->check(CLI::Range(0.0, 10.0));

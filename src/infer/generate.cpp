@@ -15,14 +15,27 @@ int64_t pick_token(const float* logits, int64_t V, const GenerateOptions& o, uin
   std::vector<int64_t> order(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);
   int64_t k = o.top_k > 0 ? std::min(o.top_k, V) : V;
-  if (k < V)
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+  // Most likely first (ties: lower id first); top-p needs the whole order of the kept ids.
+  auto likelier = [&](int64_t a, int64_t b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  };
+  if (o.top_p < 1.0)
+    std::sort(order.begin(), order.end(), likelier);
+  else if (k < V)
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), likelier);
   double mx = -INFINITY;
   for (int64_t i = 0; i < k; ++i) mx = std::max<double>(mx, logits[order[i]]);
   std::vector<double> p(static_cast<size_t>(k));
   double z = 0;
   for (int64_t i = 0; i < k; ++i) z += p[i] = std::exp((logits[order[i]] - mx) / o.temperature);
+  if (o.top_p < 1.0) {  // keep the prefix whose mass reaches top_p, the crossing id included
+    double mass = 0;
+    int64_t keep = 0;
+    while (keep < k && mass < o.top_p * z) mass += p[keep++];
+    k = std::max<int64_t>(keep, 1);
+    z = 0;
+    for (int64_t i = 0; i < k; ++i) z += p[i];
+  }
   double u = Generator::uniform_at(o.seed, step) * z;
   for (int64_t i = 0; i < k; ++i) {
     u -= p[i];
@@ -35,8 +48,13 @@ std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& 
                               const GenerateOptions& o,
                               const std::function<void(int64_t)>& on_token) {
   MLM_CHECK(!prompt.empty(), ValueError, "[generate] the prompt is empty");
-  MLM_CHECK(o.max_new_tokens >= 0 && o.temperature >= 0 && o.top_k >= 0 && o.slide_keep >= 0,
-            ValueError, "[generate] max_new_tokens, temperature, top_k, slide_keep must be >= 0");
+  MLM_CHECK(
+      o.max_new_tokens >= 0 && o.temperature >= 0 && o.top_k >= 0 && o.slide_keep >= 0 &&
+          o.min_new_tokens >= 0,
+      ValueError,
+      "[generate] max_new_tokens, min_new_tokens, temperature, top_k, slide_keep must be >= 0");
+  MLM_CHECK(o.top_p > 0 && o.top_p <= 1, ValueError, "[generate] top_p must be in (0, 1], got ",
+            o.top_p);
   const int64_t limit = dec.config.max_positions;
   MLM_CHECK(o.slide_keep < limit, ValueError, "[generate] slide_keep ", o.slide_keep,
             " must be below the decoder's ", limit, " positions");
@@ -74,6 +92,9 @@ std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& 
     const Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).contiguous();
     std::vector<float> row(last.data<float>(), last.data<float>() + V);
     for (const int64_t b : o.banned_ids) row[static_cast<size_t>(b)] = -INFINITY;
+    if (step < o.min_new_tokens)
+      for (const int64_t s : o.stop_ids)
+        if (s >= 0 && s < V) row[static_cast<size_t>(s)] = -INFINITY;
     const int64_t id = pick_token(row.data(), V, o, static_cast<uint64_t>(step));
     out.push_back(id);
     context.push_back(id);

@@ -84,6 +84,9 @@ done
 "$bin" generate --model "$work/gpt" --prompt "the dog" --beam 3 --length-penalty 0.6 --no-repeat-ngram 2 \
   --max-new-tokens 10 --threads 1 > "$work/b2" 2>&1
 cmp -s "$work/b1" "$work/b2" && ok || bad "generate --beam differs between runs"
+"$bin" generate --model "$work/gpt" --prompt "the" --top-p 0.9 --temperature 0.8 --max-new-tokens 8 \
+  --threads 1 > "$work/tp" 2>&1 && head -c 3 "$work/tp" | grep -q "^the" && ok || bad "generate --top-p: $(head -c 200 "$work/tp")"
+expect_error "generate --top-p 0" "top-p" "$bin" generate --model "$work/gpt" --prompt "the" --top-p 0
 expect_error "generate --beam too wide" "beam" "$bin" generate --model "$work/gpt" --prompt "the" --beam 65
 expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"
 expect_error "generate from nothing" "nope" "$bin" generate --model "$work/nope" --prompt "the"

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/test_util.h"
 #include "common/tiny_stacks.h"
@@ -179,4 +180,46 @@ TEST(Beam, BeamOneIsGreedyAndBadOptionsAreErrors) {
   b.max_new_tokens = dec.config.max_positions;
   fails(b, {5}, "exceed the decoder");
   fails(o, {}, "prompt is empty");
+}
+
+// Top-p keeps the smallest most-likely prefix whose mass reaches p (the crossing id included)
+// and renormalises; min_new_tokens keeps the stop ids out of the first steps.
+TEST(Generate, TopPKeepsTheNucleusAndMinNewTokensDelaysStops) {
+  const std::vector<double> probs = {0.15, 0.5, 0.05, 0.3};  // ids by likelihood: 1, 3, 0, 2
+  std::vector<float> logits;
+  for (double p : probs) logits.push_back(static_cast<float>(std::log(p)));
+  auto counts = [&](double top_p) {
+    infer::GenerateOptions o;
+    o.temperature = 1.0;
+    o.top_p = top_p;
+    std::vector<int> n(4, 0);
+    for (uint64_t s = 0; s < 4000; ++s)
+      ++n[static_cast<size_t>(infer::pick_token(logits.data(), 4, o, s))];
+    return n;
+  };
+  const std::vector<int> p45 = counts(0.45);
+  EXPECT_EQ(p45[1], 4000);  // 0.5 alone reaches 0.45
+  const std::vector<int> p7 = counts(0.7);
+  EXPECT_EQ(p7[0] + p7[2], 0);  // 0.5 + 0.3 crosses 0.7: ids 1 and 3 only
+  EXPECT_NEAR(p7[1] / 4000.0, 0.5 / 0.8, 0.03);
+  const std::vector<int> p9 = counts(0.9);
+  EXPECT_EQ(p9[2], 0);  // 0.5 + 0.3 + 0.15 crosses 0.9
+  EXPECT_GT(p9[0], 0);
+  EXPECT_NEAR(p9[0] / 4000.0, 0.15 / 0.95, 0.03);
+  const std::vector<int> all = counts(1.0);
+  EXPECT_GT(all[2], 0);
+
+  Generator g(4);
+  models::Decoder dec(test::tiny_decoder(), g);
+  infer::GenerateOptions o;
+  o.max_new_tokens = 6;
+  const std::vector<int64_t> free_run = infer::generate(dec, {5, 6}, o);
+  o.stop_ids = {free_run[0]};
+  EXPECT_EQ(infer::generate(dec, {5, 6}, o), std::vector<int64_t>{free_run[0]});
+  o.min_new_tokens = 1;
+  const std::vector<int64_t> delayed = infer::generate(dec, {5, 6}, o);
+  ASSERT_FALSE(delayed.empty());
+  EXPECT_NE(delayed[0], free_run[0]);
+  o.top_p = 0;
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::generate(dec, {5, 6}, o); }, "top_p"));
 }

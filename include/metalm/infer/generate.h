@@ -12,8 +12,12 @@ namespace metalm::infer {
 
 struct GenerateOptions {
   int64_t max_new_tokens = 64;
-  double temperature = 0.0;       // 0: greedy (argmax); > 0: sample from softmax(logits / t)
-  int64_t top_k = 0;              // > 0: sample among the k most likely only
+  double temperature = 0.0;  // 0: greedy (argmax); > 0: sample from softmax(logits / t)
+  int64_t top_k = 0;         // > 0: sample among the k most likely only
+  // < 1: sample among the smallest set of most likely ids whose probabilities (after top_k and
+  // temperature) reach top_p, the id that crosses it kept (fairseq; reference-spec 6.3).
+  double top_p = 1.0;
+  int64_t min_new_tokens = 0;     // the stop ids are banned until this many tokens are out
   uint64_t seed = 1;              // sampling draws: Generator::uniform_at(seed, step)
   std::vector<int64_t> stop_ids;  // generation ends after emitting one of these (e.g. </s>)
   // Never emitted: their logits count as -inf at every step (e.g. <unk>, <pad>, <mask>). Ids

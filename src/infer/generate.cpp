@@ -44,10 +44,9 @@ int64_t pick_token(const float* logits, int64_t V, const GenerateOptions& o, uin
   return order[k - 1];
 }
 
-std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& prompt,
-                              const GenerateOptions& o,
-                              const std::function<void(int64_t)>& on_token) {
-  MLM_CHECK(!prompt.empty(), ValueError, "[generate] the prompt is empty");
+namespace {
+
+void check_options(const models::Decoder& dec, const GenerateOptions& o) {
   MLM_CHECK(
       o.max_new_tokens >= 0 && o.temperature >= 0 && o.top_k >= 0 && o.slide_keep >= 0 &&
           o.min_new_tokens >= 0,
@@ -67,6 +66,32 @@ std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& 
   }
   MLM_CHECK(std::find(banned.begin(), banned.end(), 0) != banned.end(), ValueError,
             "[generate] every id of the vocabulary is banned");
+}
+
+// The logits of one row as pick_token sees them: banned ids, and stop ids before min_new_tokens.
+std::vector<float> adjusted_row(const float* logits, int64_t V, const GenerateOptions& o,
+                                int64_t step) {
+  std::vector<float> row(logits, logits + V);
+  for (const int64_t b : o.banned_ids) row[static_cast<size_t>(b)] = -INFINITY;
+  if (step < o.min_new_tokens)
+    for (const int64_t s : o.stop_ids)
+      if (s >= 0 && s < V) row[static_cast<size_t>(s)] = -INFINITY;
+  return row;
+}
+
+bool is_stop(const GenerateOptions& o, int64_t id) {
+  return std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end();
+}
+
+}  // namespace
+
+std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& prompt,
+                              const GenerateOptions& o,
+                              const std::function<void(int64_t)>& on_token) {
+  MLM_CHECK(!prompt.empty(), ValueError, "[generate] the prompt is empty");
+  check_options(dec, o);
+  const int64_t limit = dec.config.max_positions;
+  const int64_t V = dec.config.vocab_size;
   NoGradGuard ng;
   const bool was_training = dec.is_training();
   dec.eval();
@@ -90,17 +115,81 @@ std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& 
     in.state = &state;
     const Tensor logits = dec.forward(in).logits;  // [1, t, V]
     const Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).contiguous();
-    std::vector<float> row(last.data<float>(), last.data<float>() + V);
-    for (const int64_t b : o.banned_ids) row[static_cast<size_t>(b)] = -INFINITY;
-    if (step < o.min_new_tokens)
-      for (const int64_t s : o.stop_ids)
-        if (s >= 0 && s < V) row[static_cast<size_t>(s)] = -INFINITY;
+    const std::vector<float> row = adjusted_row(last.data<float>(), V, o, step);
     const int64_t id = pick_token(row.data(), V, o, static_cast<uint64_t>(step));
     out.push_back(id);
     context.push_back(id);
     if (on_token) on_token(id);
-    if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) break;
+    if (is_stop(o, id)) break;
     feed = {id};
+  }
+  dec.train(was_training);
+  return out;
+}
+
+std::vector<std::vector<int64_t>> generate_batch(models::Decoder& dec,
+                                                 const std::vector<std::vector<int64_t>>& prompts,
+                                                 const GenerateOptions& o) {
+  MLM_CHECK(!prompts.empty(), ValueError, "[generate] no prompts");
+  check_options(dec, o);
+  const int64_t V = dec.config.vocab_size, B = static_cast<int64_t>(prompts.size());
+  size_t longest = 0;
+  for (const auto& p : prompts) {
+    MLM_CHECK(!p.empty(), ValueError, "[generate] a prompt is empty");
+    longest = std::max(longest, p.size());
+  }
+  const int64_t T = static_cast<int64_t>(longest), limit = dec.config.max_positions;
+  MLM_CHECK(T + o.max_new_tokens <= limit, ValueError, "[generate] the longest prompt (", T,
+            " tokens) and ", o.max_new_tokens, " new ones exceed the decoder's ", limit,
+            " positions (batched generation does not slide)");
+  NoGradGuard ng;
+  const bool was_training = dec.is_training();
+  dec.eval();
+  // Left padding: every row's last prompt token is at column T - 1. Pads are never attended
+  // as keys, and each row's positions count its own tokens from 0, so a row sees exactly what
+  // it would alone.
+  std::vector<int64_t> tokens(static_cast<size_t>(B * T)), positions(tokens.size(), 0);
+  std::vector<uint8_t> padding(tokens.size(), 1);
+  const int64_t pad = dec.config.padding_idx >= 0 ? dec.config.padding_idx : 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = prompts[static_cast<size_t>(b)];
+    const int64_t off = T - static_cast<int64_t>(p.size());
+    for (int64_t t = 0; t < T; ++t) {
+      const auto i = static_cast<size_t>(b * T + t);
+      tokens[i] = t < off ? pad : p[static_cast<size_t>(t - off)];
+      positions[i] = t < off ? 0 : t - off;
+      padding[i] = t < off ? 1 : 0;
+    }
+  }
+  models::IncrementalState state(dec, B, T + std::max<int64_t>(o.max_new_tokens, 1));
+  models::StackInputs in;
+  in.tokens = Tensor::from_vector<int64_t>({B, T}, tokens);
+  in.positions = Tensor::from_vector<int64_t>({B, T}, positions);
+  in.padding = Tensor::from_vector<uint8_t>({B, T}, padding);
+  in.state = &state;
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
+  std::vector<char> done(static_cast<size_t>(B), 0);
+  for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+    const Tensor logits = dec.forward(in).logits;  // [B, t, V]
+    const int64_t t = logits.size(1);
+    const Tensor last = logits.slice(1, t - 1, t).contiguous();
+    std::vector<int64_t> next(static_cast<size_t>(B), pad);
+    int64_t running = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[static_cast<size_t>(b)]) continue;
+      const std::vector<float> row = adjusted_row(last.data<float>() + b * V, V, o, step);
+      const int64_t id = pick_token(row.data(), V, o, static_cast<uint64_t>(step));
+      out[static_cast<size_t>(b)].push_back(id);
+      next[static_cast<size_t>(b)] = id;
+      if (is_stop(o, id))
+        done[static_cast<size_t>(b)] = 1;
+      else
+        ++running;
+    }
+    if (running == 0 || step + 1 == o.max_new_tokens) break;
+    in = models::StackInputs();
+    in.tokens = Tensor::from_vector<int64_t>({B, 1}, next);  // finished rows: ignored filler
+    in.state = &state;
   }
   dec.train(was_training);
   return out;

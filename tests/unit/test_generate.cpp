@@ -223,3 +223,35 @@ TEST(Generate, TopPKeepsTheNucleusAndMinNewTokensDelaysStops) {
   o.top_p = 0;
   EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::generate(dec, {5, 6}, o); }, "top_p"));
 }
+
+// Prompts of different lengths in one batch (left-padded, pads masked, own positions) give what
+// each gives alone, greedy and sampled, with rows stopping at different steps.
+TEST(Generate, BatchedPaddedGenerationEqualsOneByOne) {
+  Generator g(4);
+  models::Decoder dec(test::tiny_decoder(), g);
+  const std::vector<std::vector<int64_t>> prompts = {{5, 6}, {7, 3, 9, 11, 4}, {12}, {8, 8, 2}};
+  for (double temperature : {0.0, 1.3}) {
+    infer::GenerateOptions o;
+    o.max_new_tokens = 9;
+    o.temperature = temperature;
+    o.top_k = temperature > 0 ? 5 : 0;
+    std::vector<std::vector<int64_t>> alone;
+    for (const auto& p : prompts) alone.push_back(infer::generate(dec, p, o));
+    EXPECT_EQ(infer::generate_batch(dec, prompts, o), alone) << "temperature " << temperature;
+    // A stop id that ends some rows early and not others.
+    o.stop_ids = {alone[1][2]};
+    std::vector<std::vector<int64_t>> stopped;
+    for (const auto& p : prompts) stopped.push_back(infer::generate(dec, p, o));
+    EXPECT_EQ(infer::generate_batch(dec, prompts, o), stopped) << "temperature " << temperature;
+    EXPECT_LT(stopped[1].size(), 9u);
+  }
+  infer::GenerateOptions o;
+  EXPECT_TRUE(test::throws_with<ValueError>(
+      [&] {
+        infer::generate_batch(dec, {{5}, {}}, o);
+      },
+      "a prompt is empty"));
+  o.max_new_tokens = dec.config.max_positions;
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::generate_batch(dec, {{5}}, o); },
+                                            "exceed the decoder"));
+}

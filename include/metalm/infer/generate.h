@@ -34,6 +34,15 @@ std::vector<int64_t> generate(models::Decoder& decoder, const std::vector<int64_
                               const GenerateOptions& options,
                               const std::function<void(int64_t)>& on_token = {});
 
+// Several prompts at once (lengths may differ: left-padded, the pads masked as keys and each
+// row's positions its own), one row per prompt through the same cache; each row's output equals
+// generate() on its prompt alone (tested), for greedy and for sampling (every row draws from
+// the same seed as it would alone). Rows stop at their stop id; no sliding (the longest prompt
+// plus max_new_tokens must fit the decoder's positions).
+std::vector<std::vector<int64_t>> generate_batch(models::Decoder& decoder,
+                                                 const std::vector<std::vector<int64_t>>& prompts,
+                                                 const GenerateOptions& options);
+
 // The choice of one step from a row of logits (exposed for tests); banned_ids are not applied
 // here (generate() masks them first).
 int64_t pick_token(const float* logits, int64_t vocab, const GenerateOptions& options,

@@ -16,36 +16,24 @@ namespace metalm {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::f32:
-      return 4;
-    case DType::f64:
-      return 8;
-    case DType::bf16:
-      return 2;
-    case DType::i32:
-      return 4;
-    case DType::i64:
-      return 8;
-    case DType::u8:
-      return 1;
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::bf16: return 2;
+    case DType::i32: return 4;
+    case DType::i64: return 8;
+    case DType::u8: return 1;
   }
   return 0;
 }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32:
-      return "f32";
-    case DType::f64:
-      return "f64";
-    case DType::bf16:
-      return "bf16";
-    case DType::i32:
-      return "i32";
-    case DType::i64:
-      return "i64";
-    case DType::u8:
-      return "u8";
+    case DType::f32: return "f32";
+    case DType::f64: return "f64";
+    case DType::bf16: return "bf16";
+    case DType::i32: return "i32";
+    case DType::i64: return "i64";
+    case DType::u8: return "u8";
   }
   return "?";
 }
@@ -90,9 +78,7 @@ std::string shape_str(const Shape& shape) {
 // ---------------------------------------------------------------- storage
 
 Storage::Storage(size_t nbytes) : data(memory_allocate(nbytes)), bytes(nbytes) {}
-Storage::~Storage() {
-  memory_release(data, bytes);
-}
+Storage::~Storage() { memory_release(data, bytes); }
 
 // ---------------------------------------------------------------- factories
 
@@ -123,24 +109,12 @@ void fill_value(const Tensor& t, double value) {
   void* p = t.raw_data();
   int64_t n = t.numel();
   switch (t.dtype()) {
-    case DType::f32:
-      fill_typed<float>(p, n, static_cast<float>(value));
-      break;
-    case DType::f64:
-      fill_typed<double>(p, n, value);
-      break;
-    case DType::bf16:
-      fill_typed<bf16>(p, n, f32_to_bf16(static_cast<float>(value)));
-      break;
-    case DType::i32:
-      fill_typed<int32_t>(p, n, saturating_cast<int32_t>(value));
-      break;
-    case DType::i64:
-      fill_typed<int64_t>(p, n, saturating_cast<int64_t>(value));
-      break;
-    case DType::u8:
-      fill_typed<uint8_t>(p, n, saturating_cast<uint8_t>(value));
-      break;
+    case DType::f32: fill_typed<float>(p, n, static_cast<float>(value)); break;
+    case DType::f64: fill_typed<double>(p, n, value); break;
+    case DType::bf16: fill_typed<bf16>(p, n, f32_to_bf16(static_cast<float>(value))); break;
+    case DType::i32: fill_typed<int32_t>(p, n, saturating_cast<int32_t>(value)); break;
+    case DType::i64: fill_typed<int64_t>(p, n, saturating_cast<int64_t>(value)); break;
+    case DType::u8: fill_typed<uint8_t>(p, n, saturating_cast<uint8_t>(value)); break;
   }
 }
 }  // namespace
@@ -151,9 +125,7 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   return t;
 }
 
-Tensor Tensor::ones(const Shape& shape, DType dtype) {
-  return full(shape, 1.0, dtype);
-}
+Tensor Tensor::ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
   Tensor t = empty(shape, dtype);
@@ -161,9 +133,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
   return t;
 }
 
-Tensor Tensor::scalar(double value, DType dtype) {
-  return full({}, value, dtype);
-}
+Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype); }
 
 Tensor Tensor::arange(int64_t n, DType dtype) {
   MLM_CHECK(n >= 0, ValueError, "[arange] negative length ", n);
@@ -239,18 +209,12 @@ template uint8_t* Tensor::data<uint8_t>() const;
 namespace {
 double load_as_double(const void* base, DType dt, int64_t i) {
   switch (dt) {
-    case DType::f32:
-      return static_cast<const float*>(base)[i];
-    case DType::f64:
-      return static_cast<const double*>(base)[i];
-    case DType::bf16:
-      return bf16_to_f32(static_cast<const bf16*>(base)[i]);
-    case DType::i32:
-      return static_cast<const int32_t*>(base)[i];
-    case DType::i64:
-      return static_cast<double>(static_cast<const int64_t*>(base)[i]);
-    case DType::u8:
-      return static_cast<const uint8_t*>(base)[i];
+    case DType::f32: return static_cast<const float*>(base)[i];
+    case DType::f64: return static_cast<const double*>(base)[i];
+    case DType::bf16: return bf16_to_f32(static_cast<const bf16*>(base)[i]);
+    case DType::i32: return static_cast<const int32_t*>(base)[i];
+    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(base)[i]);
+    case DType::u8: return static_cast<const uint8_t*>(base)[i];
   }
   return 0;
 }
@@ -340,24 +304,12 @@ void copy_rows(const Tensor& dst, const Tensor& src) {
 template <typename D>
 void copy_from(const Tensor& dst, const Tensor& src) {
   switch (src.dtype()) {
-    case DType::f32:
-      copy_rows<D, float>(dst, src);
-      break;
-    case DType::f64:
-      copy_rows<D, double>(dst, src);
-      break;
-    case DType::bf16:
-      copy_rows<D, bf16>(dst, src);
-      break;
-    case DType::i32:
-      copy_rows<D, int32_t>(dst, src);
-      break;
-    case DType::i64:
-      copy_rows<D, int64_t>(dst, src);
-      break;
-    case DType::u8:
-      copy_rows<D, uint8_t>(dst, src);
-      break;
+    case DType::f32: copy_rows<D, float>(dst, src); break;
+    case DType::f64: copy_rows<D, double>(dst, src); break;
+    case DType::bf16: copy_rows<D, bf16>(dst, src); break;
+    case DType::i32: copy_rows<D, int32_t>(dst, src); break;
+    case DType::i64: copy_rows<D, int64_t>(dst, src); break;
+    case DType::u8: copy_rows<D, uint8_t>(dst, src); break;
   }
 }
 }  // namespace
@@ -382,13 +334,13 @@ Tensor take_rows(const Tensor& t_in, const std::vector<int64_t>& rows, const cha
 }
 
 void copy_into(const Tensor& dst, const Tensor& src_in) {
-  MLM_CHECK(dst.shape() == src_in.shape(), ShapeError, "[copy] shape mismatch: ", dst.str(), " <- ",
-            src_in.str());
+  MLM_CHECK(dst.shape() == src_in.shape(), ShapeError, "[copy] shape mismatch: ", dst.str(),
+            " <- ", src_in.str());
   // A broadcast destination would have several threads write one element. (Empty tensors have
   // 0 strides too: contiguous_strides of [3, 0] is [0, 1].)
   for (int64_t d = 0; d < dst.dim() && dst.numel() > 0; ++d)
-    MLM_CHECK(dst.shape()[d] <= 1 || dst.strides()[d] != 0, ValueError, "[copy] destination ",
-              dst.str(), " is a broadcast (stride-0) view");
+    MLM_CHECK(dst.shape()[d] <= 1 || dst.strides()[d] != 0, ValueError,
+              "[copy] destination ", dst.str(), " is a broadcast (stride-0) view");
   if (dst.dtype() == src_in.dtype() && dst.is_contiguous() && src_in.is_contiguous()) {
     if (dst.nbytes() > 0) std::memmove(dst.raw_data(), src_in.raw_data(), dst.nbytes());
     return;
@@ -399,24 +351,12 @@ void copy_into(const Tensor& dst, const Tensor& src_in) {
                          ? src_in.detach().clone()
                          : src_in;
   switch (dst.dtype()) {
-    case DType::f32:
-      copy_from<float>(dst, src);
-      break;
-    case DType::f64:
-      copy_from<double>(dst, src);
-      break;
-    case DType::bf16:
-      copy_from<bf16>(dst, src);
-      break;
-    case DType::i32:
-      copy_from<int32_t>(dst, src);
-      break;
-    case DType::i64:
-      copy_from<int64_t>(dst, src);
-      break;
-    case DType::u8:
-      copy_from<uint8_t>(dst, src);
-      break;
+    case DType::f32: copy_from<float>(dst, src); break;
+    case DType::f64: copy_from<double>(dst, src); break;
+    case DType::bf16: copy_from<bf16>(dst, src); break;
+    case DType::i32: copy_from<int32_t>(dst, src); break;
+    case DType::i64: copy_from<int64_t>(dst, src); break;
+    case DType::u8: copy_from<uint8_t>(dst, src); break;
   }
 }
 
@@ -436,12 +376,8 @@ Tensor Tensor::grad() const {
   return g ? Tensor(g) : Tensor();
 }
 
-void Tensor::zero_grad() {
-  impl().grad.reset();
-}
+void Tensor::zero_grad() { impl().grad.reset(); }
 
-void Tensor::backward(const Tensor& grad_output) const {
-  autograd::run_backward(*this, grad_output);
-}
+void Tensor::backward(const Tensor& grad_output) const { autograd::run_backward(*this, grad_output); }
 
 }  // namespace metalm

@@ -1,0 +1,24 @@
+// Scoring candidate continuations, for multiple-choice tasks (the GPT-3 protocol): the
+// log-likelihood of each candidate's tokens after a shared context, summed and per token.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "metalm/models/stack.h"
+
+namespace metalm::infer {
+
+struct CandidateScore {
+  double sum_logprob = 0;   // sum over the candidate's tokens of log p(token | all before it)
+  double mean_logprob = 0;  // sum_logprob / the candidate's token count (length-normalised)
+  int64_t tokens = 0;
+};
+
+// One row per candidate, context + candidate right-padded in one batch of the decoder (rows
+// cannot see their pads: causal attention); log-probabilities in f64 from the f32 logits. The
+// context and every candidate must be non-empty and fit the decoder's positions together.
+std::vector<CandidateScore> score_candidates(models::Decoder& decoder,
+                                             const std::vector<int64_t>& context,
+                                             const std::vector<std::vector<int64_t>>& candidates);
+
+}  // namespace metalm::infer

@@ -1,0 +1,61 @@
+// Candidate scoring in one batched forward.
+#include "metalm/infer/score.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "metalm/autograd/autograd.h"
+
+namespace metalm::infer {
+
+std::vector<CandidateScore> score_candidates(models::Decoder& dec,
+                                             const std::vector<int64_t>& context,
+                                             const std::vector<std::vector<int64_t>>& candidates) {
+  MLM_CHECK(!context.empty(), ValueError, "[score] the context is empty");
+  MLM_CHECK(!candidates.empty(), ValueError, "[score] no candidates");
+  size_t longest = 0;
+  for (const auto& c : candidates) {
+    MLM_CHECK(!c.empty(), ValueError, "[score] a candidate is empty");
+    longest = std::max(longest, c.size());
+  }
+  const int64_t C = static_cast<int64_t>(context.size()),
+                B = static_cast<int64_t>(candidates.size());
+  const int64_t T = C + static_cast<int64_t>(longest), V = dec.config.vocab_size;
+  MLM_CHECK(T <= dec.config.max_positions, ValueError, "[score] context (", C,
+            " tokens) and the longest candidate (", longest, ") exceed the decoder's ",
+            dec.config.max_positions, " positions");
+  const int64_t pad = dec.config.padding_idx >= 0 ? dec.config.padding_idx : 0;
+  std::vector<int64_t> tokens(static_cast<size_t>(B * T), pad);
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy(context.begin(), context.end(), tokens.begin() + b * T);
+    const auto& c = candidates[static_cast<size_t>(b)];
+    std::copy(c.begin(), c.end(), tokens.begin() + b * T + C);
+  }
+  NoGradGuard ng;
+  const bool was_training = dec.is_training();
+  dec.eval();
+  models::StackInputs in;
+  in.tokens = Tensor::from_vector<int64_t>({B, T}, tokens);
+  const Tensor logits = dec.forward(in).logits.contiguous();  // [B, T, V]
+  dec.train(was_training);
+  const float* lg = logits.data<float>();
+  std::vector<CandidateScore> out(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& c = candidates[static_cast<size_t>(b)];
+    CandidateScore& s = out[static_cast<size_t>(b)];
+    for (size_t j = 0; j < c.size(); ++j) {
+      // The token at C + j is predicted by the logits at C + j - 1.
+      const float* row = lg + (b * T + C + static_cast<int64_t>(j) - 1) * V;
+      double mx = -INFINITY;
+      for (int64_t v = 0; v < V; ++v) mx = std::max<double>(mx, row[v]);
+      double z = 0;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(row[v]) - mx);
+      s.sum_logprob += static_cast<double>(row[c[j]]) - mx - std::log(z);
+    }
+    s.tokens = static_cast<int64_t>(c.size());
+    s.mean_logprob = s.sum_logprob / static_cast<double>(s.tokens);
+  }
+  return out;
+}
+
+}  // namespace metalm::infer

@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 
 struct GenerateCliOptions {
   CommonOptions common;
+  std::vector<std::string> stops;
   std::string model, prompt;
   int64_t max_new_tokens = 80, top_k = 0, samples = 1, beam = 0, no_repeat_ngram = 0;
   double temperature = 0.8, length_penalty = 1.0, top_p = 1.0;
@@ -104,6 +105,17 @@ int run_generate(const GenerateCliOptions& o) {
   if (o.stop_at_doc && tok.spec().doc_end_id >= 0) g.stop_ids.push_back(tok.spec().doc_end_id);
   // Ids that never belong in generated text: the unknown piece (printed as ⁇) and the markers
   // of other inputs.
+  MLM_CHECK(o.stops.empty() || o.beam == 0, ValueError,
+            "[generate] --stop works with greedy and sampled generation, not with --beam");
+  for (const std::string& s : o.stops)
+    MLM_CHECK(!s.empty(), ValueError, "[generate] --stop: an empty stop string");
+  if (!o.stops.empty())
+    g.stop_when = [&](const std::vector<int64_t>& ids) {
+      const std::string text = tok.decode(std::vector<int32_t>(ids.begin(), ids.end()));
+      for (const std::string& s : o.stops)
+        if (text.find(s) != std::string::npos) return true;
+      return false;
+    };
   for (const int64_t id : {tok.spec().bos_id, tok.spec().pad_id, tok.spec().unk_id,
                            tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id})
     if (id >= 0) g.banned_ids.push_back(id);
@@ -166,6 +178,7 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_option("--top-k", o->top_k, "sample among the k most likely (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", o->top_p, "sample among the most likely ids whose probabilities reach p (1: all)")->capture_default_str()->check(CLI::Range(1e-6, 1.0));
   cmd->add_option("--samples", o->samples, "how many continuations")->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("--stop", o->stops, "end a continuation once its text contains this string (repeat for several; not with --beam)");
   cmd->add_option("--beam", o->beam, "beam search with this many beams (fairseq's rules), printing every finished hypothesis best first; 0: greedy or sampling")->capture_default_str()->check(CLI::Range(0, 64));
   cmd->add_option("--length-penalty", o->length_penalty, "with --beam: a hypothesis scores log-prob / length^this")->capture_default_str()->check(CLI::Range(0.0, 10.0));
   cmd->add_option("--no-repeat-ngram", o->no_repeat_ngram, "with --beam: no n-gram of this size twice in the output (0: off)")->capture_default_str()->check(CLI::Range(0, 16));

@@ -120,7 +120,7 @@ std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& 
     out.push_back(id);
     context.push_back(id);
     if (on_token) on_token(id);
-    if (is_stop(o, id)) break;
+    if (is_stop(o, id) || (o.stop_when && o.stop_when(out))) break;
     feed = {id};
   }
   dec.train(was_training);
@@ -181,7 +181,7 @@ std::vector<std::vector<int64_t>> generate_batch(models::Decoder& dec,
       const int64_t id = pick_token(row.data(), V, o, static_cast<uint64_t>(step));
       out[static_cast<size_t>(b)].push_back(id);
       next[static_cast<size_t>(b)] = id;
-      if (is_stop(o, id))
+      if (is_stop(o, id) || (o.stop_when && o.stop_when(out[static_cast<size_t>(b)])))
         done[static_cast<size_t>(b)] = 1;
       else
         ++running;

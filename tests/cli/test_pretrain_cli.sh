@@ -86,6 +86,15 @@ done
 cmp -s "$work/b1" "$work/b2" && ok || bad "generate --beam differs between runs"
 "$bin" generate --model "$work/gpt" --prompt "the" --top-p 0.9 --temperature 0.8 --max-new-tokens 8 \
   --threads 1 > "$work/tp" 2>&1 && head -c 3 "$work/tp" | grep -q "^the" && ok || bad "generate --top-p: $(head -c 200 "$work/tp")"
+"$bin" generate --model "$work/gpt" --prompt "the" --temperature 0 --max-new-tokens 30 --threads 1 \
+  > "$work/nostop" 2>&1
+word=$(tr -s ' \n' '\n\n' < "$work/nostop" | sed -n 3p)  # a word the greedy continuation reaches
+"$bin" generate --model "$work/gpt" --prompt "the" --temperature 0 --max-new-tokens 30 --threads 1 \
+  --stop "$word" > "$work/stopped" 2>&1
+[ -n "$word" ] && [ "$(wc -c < "$work/stopped")" -lt "$(wc -c < "$work/nostop")" ] && grep -q -- "$word" "$work/stopped" \
+  && ok || bad "generate --stop '$word': $(head -c 200 "$work/stopped")"
+expect_error "generate --stop with --beam" "not with --beam" "$bin" generate --model "$work/gpt" --prompt "the" \
+  --beam 2 --stop x
 expect_error "generate --top-p 0" "top-p" "$bin" generate --model "$work/gpt" --prompt "the" --top-p 0
 expect_error "generate --beam too wide" "beam" "$bin" generate --model "$work/gpt" --prompt "the" --beam 65
 expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"

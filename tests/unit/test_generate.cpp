@@ -295,3 +295,26 @@ TEST(Score, BatchedCandidateScoresEqualOneByOneLogSoftmaxSums) {
   EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::score_candidates(dec, {}, {{5}}); },
                                             "context is empty"));
 }
+
+// stop_when ends a row once it holds for the ids so far, alone and batched.
+TEST(Generate, StopWhenEndsEachRowWhereItHolds) {
+  Generator g(4);
+  models::Decoder dec(test::tiny_decoder(), g);
+  infer::GenerateOptions o;
+  o.max_new_tokens = 10;
+  o.stop_when = [](const std::vector<int64_t>& ids) { return ids.size() == 3; };
+  EXPECT_EQ(infer::generate(dec, {5, 6}, o).size(), 3u);
+  const std::vector<int64_t> free_run = [&] {
+    infer::GenerateOptions f = o;
+    f.stop_when = nullptr;
+    return infer::generate(dec, {5, 6}, f);
+  }();
+  ASSERT_EQ(free_run.size(), 10u);
+  o.stop_when = [&](const std::vector<int64_t>& ids) { return ids.back() == free_run[4]; };
+  const size_t first = std::find(free_run.begin(), free_run.end(), free_run[4]) - free_run.begin();
+  EXPECT_EQ(infer::generate(dec, {5, 6}, o),
+            std::vector<int64_t>(free_run.begin(), free_run.begin() + first + 1));
+  o.stop_when = [](const std::vector<int64_t>& ids) { return ids.size() == 2; };
+  for (const auto& row : infer::generate_batch(dec, {{5, 6}, {7, 8, 9}}, o))
+    EXPECT_EQ(row.size(), 2u);
+}

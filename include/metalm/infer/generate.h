@@ -20,6 +20,9 @@ struct GenerateOptions {
   int64_t min_new_tokens = 0;     // the stop ids are banned until this many tokens are out
   uint64_t seed = 1;              // sampling draws: Generator::uniform_at(seed, step)
   std::vector<int64_t> stop_ids;  // generation ends after emitting one of these (e.g. </s>)
+  // Also ends generation when it returns true for the ids generated so far (stop strings: the
+  // CLI decodes them and looks for the strings). Empty: unused.
+  std::function<bool(const std::vector<int64_t>& generated)> stop_when;
   // Never emitted: their logits count as -inf at every step (e.g. <unk>, <pad>, <mask>). Ids
   // must lie in the vocabulary and leave at least one id allowed.
   std::vector<int64_t> banned_ids;

@@ -314,25 +314,6 @@ void copy_from(const Tensor& dst, const Tensor& src) {
 }
 }  // namespace
 
-Tensor take_rows(const Tensor& t_in, const std::vector<int64_t>& rows, const char* what) {
-  MLM_CHECK(t_in.dim() >= 1, ShapeError, "[", what, "] cannot take rows of a scalar");
-  const Tensor t = t_in.detach().contiguous();
-  Shape shape = t.shape();
-  const int64_t n = shape[0];
-  shape[0] = static_cast<int64_t>(rows.size());
-  Tensor out = Tensor::empty(shape, t.dtype());
-  const size_t row_bytes = n > 0 ? t.nbytes() / static_cast<size_t>(n) : 0;
-  const auto* src = static_cast<const char*>(t.raw_data());
-  auto* dst = static_cast<char*>(out.raw_data());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    MLM_CHECK(rows[i] >= 0 && rows[i] < n, ValueError, "[", what, "] row ", rows[i],
-              " out of range [0, ", n, ")");
-    if (row_bytes > 0)
-      std::memcpy(dst + i * row_bytes, src + static_cast<size_t>(rows[i]) * row_bytes, row_bytes);
-  }
-  return out;
-}
-
 void copy_into(const Tensor& dst, const Tensor& src_in) {
   MLM_CHECK(dst.shape() == src_in.shape(), ShapeError, "[copy] shape mismatch: ", dst.str(),
             " <- ", src_in.str());

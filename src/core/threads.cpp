@@ -16,9 +16,7 @@ void set_num_threads(int n) {
   omp_set_num_threads(n);
 }
 
-int get_num_threads() {
-  return omp_get_max_threads();
-}
+int get_num_threads() { return omp_get_max_threads(); }
 
 namespace {
 constexpr unsigned kFlushToZero = 1u << 15, kDenormalsAreZero = 1u << 6;
@@ -43,9 +41,7 @@ void set_flush_denormals(bool on) {
   set_mxcsr_flush(on);
 }
 
-bool flush_denormals() {
-  return (_mm_getcsr() & (kFlushToZero | kDenormalsAreZero)) != 0;
-}
+bool flush_denormals() { return (_mm_getcsr() & (kFlushToZero | kDenormalsAreZero)) != 0; }
 
 void init_threads_from_env() {
   const char* denormals = std::getenv("METALM_DENORMALS");

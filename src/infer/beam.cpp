@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "infer/log_normalizer.h"
 #include "metalm/autograd/autograd.h"
 
 namespace metalm::infer {
@@ -14,17 +15,6 @@ struct Live {  // a hypothesis that goes on
   std::vector<int64_t> tokens;
   double score = 0;  // summed log-probabilities
 };
-
-// Log-softmax of one row of logits, in f64.
-void log_softmax_row(const float* x, int64_t V, std::vector<double>& out) {
-  out.resize(static_cast<size_t>(V));
-  double mx = -INFINITY;
-  for (int64_t i = 0; i < V; ++i) mx = std::max<double>(mx, x[i]);
-  double z = 0;
-  for (int64_t i = 0; i < V; ++i) z += std::exp(static_cast<double>(x[i]) - mx);
-  const double lz = mx + std::log(z);
-  for (int64_t i = 0; i < V; ++i) out[static_cast<size_t>(i)] = static_cast<double>(x[i]) - lz;
-}
 
 void check(const models::Decoder& dec, const std::vector<int64_t>& prompt, const BeamOptions& o) {
   const int64_t V = dec.config.vocab_size;
@@ -86,7 +76,10 @@ std::vector<Hypothesis> beam_search(models::Decoder& dec, const std::vector<int6
     const Tensor last = logits.slice(1, t - 1, t).contiguous();
     cands.clear();
     for (int64_t r = 0; r < rows; ++r) {
-      log_softmax_row(last.data<float>() + r * V, V, lp);
+      const float* x = last.data<float>() + r * V;
+      const double lz = log_normalizer(x, V);
+      lp.resize(static_cast<size_t>(V));
+      for (int64_t i = 0; i < V; ++i) lp[static_cast<size_t>(i)] = static_cast<double>(x[i]) - lz;
       for (const int64_t id : o.banned_ids) lp[static_cast<size_t>(id)] = -INFINITY;
       if (step < o.min_new_tokens) lp[static_cast<size_t>(o.eos_id)] = -INFINITY;
       if (step >= o.max_new_tokens)

@@ -15,13 +15,11 @@ int64_t pick_token(const float* logits, int64_t V, const GenerateOptions& o, uin
   std::vector<int64_t> order(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);
   int64_t k = o.top_k > 0 ? std::min(o.top_k, V) : V;
-  // Most likely first (ties: lower id first); top-p needs the whole order of the kept ids.
+  // The k most likely first (ties: lower id first); top-p walks them in this order.
   auto likelier = [&](int64_t a, int64_t b) {
     return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
   };
-  if (o.top_p < 1.0)
-    std::sort(order.begin(), order.end(), likelier);
-  else if (k < V)
+  if (k < V || o.top_p < 1.0)
     std::partial_sort(order.begin(), order.begin() + k, order.end(), likelier);
   double mx = -INFINITY;
   for (int64_t i = 0; i < k; ++i) mx = std::max<double>(mx, logits[order[i]]);

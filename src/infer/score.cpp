@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "infer/log_normalizer.h"
 #include "metalm/autograd/autograd.h"
 
 namespace metalm::infer {
@@ -46,11 +47,7 @@ std::vector<CandidateScore> score_candidates(models::Decoder& dec,
     for (size_t j = 0; j < c.size(); ++j) {
       // The token at C + j is predicted by the logits at C + j - 1.
       const float* row = lg + (b * T + C + static_cast<int64_t>(j) - 1) * V;
-      double mx = -INFINITY;
-      for (int64_t v = 0; v < V; ++v) mx = std::max<double>(mx, row[v]);
-      double z = 0;
-      for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(row[v]) - mx);
-      s.sum_logprob += static_cast<double>(row[c[j]]) - mx - std::log(z);
+      s.sum_logprob += static_cast<double>(row[c[j]]) - log_normalizer(row, V);
     }
     s.tokens = static_cast<int64_t>(c.size());
     s.mean_logprob = s.sum_logprob / static_cast<double>(s.tokens);

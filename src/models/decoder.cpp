@@ -5,6 +5,7 @@
 
 #include "metalm/autograd/autograd.h"
 #include "metalm/models/stack.h"
+#include "metalm/ops/index.h"
 #include "models/masks.h"
 
 namespace metalm::models {
@@ -61,9 +62,10 @@ void IncrementalState::select_rows(const std::vector<int64_t>& rows) {
   for (auto& c : caches_) c.select_rows(rows);
   for (auto& c : cross_)
     if (c) c->select_rows(rows);
-  positions_ = take_rows(positions_, rows, "IncrementalState");
-  segments_ = take_rows(segments_, rows, "IncrementalState");
-  padding_ = take_rows(padding_, rows, "IncrementalState");
+  const Tensor index = Tensor::from_vector<int64_t>({static_cast<int64_t>(rows.size())}, rows);
+  positions_ = ops::gather_rows(positions_, index);
+  segments_ = ops::gather_rows(segments_, index);
+  padding_ = ops::gather_rows(padding_, index);
   batch_ = static_cast<int64_t>(rows.size());
 }
 

@@ -6,8 +6,9 @@
 #include <cmath>
 
 #include "metalm/autograd/autograd.h"
-#include "metalm/nn/init.h"
 #include "metalm/ops/elementwise.h"
+#include "metalm/ops/index.h"
+#include "metalm/nn/init.h"
 #include "metalm/ops/matmul.h"
 
 namespace metalm::nn {
@@ -36,16 +37,13 @@ void KVCache::append(const Tensor& k, const Tensor& v) {
 }
 
 void KVCache::select_rows(const std::vector<int64_t>& rows) {
-  k_ = take_rows(k_, rows, "KVCache");
-  v_ = take_rows(v_, rows, "KVCache");
+  const Tensor index = Tensor::from_vector<int64_t>({static_cast<int64_t>(rows.size())}, rows);
+  k_ = ops::gather_rows(k_, index);
+  v_ = ops::gather_rows(v_, index);
 }
 
-Tensor KVCache::keys() const {
-  return k_.slice(2, 0, length_);
-}
-Tensor KVCache::values() const {
-  return v_.slice(2, 0, length_);
-}
+Tensor KVCache::keys() const { return k_.slice(2, 0, length_); }
+Tensor KVCache::values() const { return v_.slice(2, 0, length_); }
 
 void KVCache::truncate(int64_t length) {
   MLM_CHECK(length >= 0 && length <= length_, ValueError, "[KVCache] cannot truncate ", length_,
@@ -66,8 +64,7 @@ void xavier_uniform(Linear& l, double gain, Generator& gen) {
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& o, Generator& gen)
-    : options(o),
-      dropout_gen_(register_generator("dropout", Generator::hash(gen.seed(), gen.reserve(1)))) {
+    : options(o), dropout_gen_(register_generator("dropout", Generator::hash(gen.seed(), gen.reserve(1)))) {
   MLM_CHECK(o.embed_dim > 0 && o.num_heads > 0 && o.embed_dim % o.num_heads == 0, ValueError,
             "[MultiheadAttention] embed_dim ", o.embed_dim, " must be a positive multiple of ",
             "num_heads ", o.num_heads);
@@ -93,8 +90,8 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& o, Gener
     inner_attn_ln.build(*this, "inner_attn_ln", o.experts,
                         [&] { return std::make_shared<LayerNorm>(o.embed_dim, o.layernorm_eps); });
   if (o.xpos)
-    xpos = register_module(
-        "xpos", std::make_shared<XPos>(head_dim, static_cast<double>(o.xpos_scale_base)));
+    xpos = register_module("xpos",
+                           std::make_shared<XPos>(head_dim, static_cast<double>(o.xpos_scale_base)));
 }
 
 Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key_value,

@@ -190,11 +190,16 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
 
 Tensor gather_rows(const Tensor& x, const Tensor& index_in) {
   MLM_CHECK(x.defined(), ValueError, "[gather_rows] undefined input");
-  MLM_CHECK(x.dim() == 2, ShapeError, "[gather_rows] x must be [N, C], got ", x.str());
+  MLM_CHECK(x.dim() >= 1, ShapeError, "[gather_rows] x must have a row dimension, got ", x.str());
   Tensor index = as_index(index_in, "gather_rows", "index");
   MLM_CHECK(index.dim() == 1, ShapeError, "[gather_rows] index must be [M], got ", index_in.str());
   check_in_range(index, index.shape(), x.size(0), "gather_rows", "index");
-  return gather_impl("gather_rows", x, index, -1);
+  if (x.dim() == 2) return gather_impl("gather_rows", x, index, -1);
+  // Any other rank: rows of the flattened trailing dims, then the trailing shape back.
+  Shape out_shape = x.shape();
+  out_shape[0] = index.size(0);
+  const int64_t row = shape_numel(Shape(x.shape().begin() + 1, x.shape().end()));
+  return gather_impl("gather_rows", x.reshape({x.size(0), row}), index, -1).reshape(out_shape);
 }
 
 Tensor scatter_rows(const Tensor& x, const Tensor& index_in, const Tensor& src) {

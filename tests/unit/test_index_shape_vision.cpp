@@ -161,6 +161,28 @@ TEST(GatherRows, ValuesAndGradient) {
       {"[gather_rows]"}));
 }
 
+// Rows of any rank (beam search reorders [B, H, T, D] caches and [B, T] integer layouts with
+// it): the trailing shape comes back, integers copy exactly, the gradient flows.
+TEST(GatherRows, AnyRankAndDtype) {
+  Tensor x = randn({3, 2, 4}, 2, DType::f64);
+  const std::vector<int64_t> idv = {2, 0, 0, 1};
+  Tensor out = ops::gather_rows(x, ids_of({4}, idv));
+  EXPECT_EQ(out.shape(), (Shape{4, 2, 4}));
+  const std::vector<double> xv = x.to_vector<double>(), ov = out.to_vector<double>();
+  for (size_t i = 0; i < idv.size(); ++i)
+    for (size_t c = 0; c < 8; ++c) EXPECT_EQ(ov[i * 8 + c], xv[static_cast<size_t>(idv[i]) * 8 + c]);
+  const Tensor ints = Tensor::from_vector<int64_t>({3}, {7, -8, 9});
+  EXPECT_EQ(ops::gather_rows(ints, ids_of({3}, {1, 1, 2})).to_vector<int64_t>(),
+            (std::vector<int64_t>{-8, -8, 9}));
+  x.set_requires_grad();
+  const Tensor ids = ids_of({4}, idv);
+  EXPECT_TRUE(
+      gradcheck([&](const std::vector<Tensor>& in) { return ops::gather_rows(in[0], ids); }, {x}));
+  EXPECT_TRUE(throws_with<ShapeError>(
+      [&] { ops::gather_rows(Tensor::from_vector<double>({}, {1.0}), ids_of({1}, {0})); },
+      {"[gather_rows]", "row dimension"}));
+}
+
 TEST(ScatterRows, ValuesAndGradients) {
   Tensor x = leaf({5, 3}, 1), src = leaf({2, 3}, 2);
   Tensor index = ids_of({2}, {4, 1});

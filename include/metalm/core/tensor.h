@@ -40,8 +40,8 @@ struct TensorImpl {
   Shape strides;  // in elements; 0 for broadcast dims
   DType dtype = DType::f32;
   bool requires_grad = false;               // leaf flag (or "some input required grad")
-  std::shared_ptr<TensorImpl> grad;         // accumulated gradient of a leaf
-  std::shared_ptr<autograd::Node> grad_fn;  // producer node of a non-leaf
+  std::shared_ptr<TensorImpl> grad;          // accumulated gradient of a leaf
+  std::shared_ptr<autograd::Node> grad_fn;   // producer node of a non-leaf
 };
 
 class Tensor {
@@ -85,7 +85,7 @@ class Tensor {
   Tensor permute(const std::vector<int64_t>& dims) const;
   Tensor transpose(int64_t d0, int64_t d1) const;
   Tensor slice(int64_t dim, int64_t start, int64_t end) const;  // [start, end) along dim
-  Tensor expand(const Shape& shape) const;                      // broadcast size-1 dims
+  Tensor expand(const Shape& shape) const;                       // broadcast size-1 dims
   Tensor unsqueeze(int64_t dim) const;
   Tensor squeeze(int64_t dim) const;
   Tensor contiguous() const;  // this tensor if already contiguous, else a copy
@@ -119,10 +119,5 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
 // Copies src into dst elementwise (shapes must match, dtypes may differ; float -> integer
 // saturates, NaN -> 0). src may overlap dst; dst may not be a broadcast view. Not differentiable.
 void copy_into(const Tensor& dst, const Tensor& src);
-
-// A new contiguous tensor whose row i (along dim 0) is t's row rows[i]; rows may repeat or be
-// fewer or more than t.size(0) (beam search reorders and expands caches with it). Any dtype; not
-// differentiable. ValueError naming `what` for a row out of range.
-Tensor take_rows(const Tensor& t, const std::vector<int64_t>& rows, const char* what);
 
 }  // namespace metalm

@@ -8,7 +8,7 @@ namespace metalm::ops {
 // (padding_idx < 0: none). Out-of-range ids throw.
 Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx = -1);
 
-// x: [N, C], index: i64 [M] -> [M, C] (rows x[index[i]]).
+// x: [N, ...], index: i64 [M] -> [M, ...] (rows x[index[i]]; rows may repeat).
 Tensor gather_rows(const Tensor& x, const Tensor& index);
 
 // Overwrites rows: out = x with out[index[i]] = src[i]. x: [N, C], index: i64 [M] (distinct),

@@ -1,8 +1,15 @@
 // bf16 GEMM on oneDNN's matmul primitive (f32 accumulation and output), and the per-thread
-// compute settings that linear() and the other ops read. oneDNN keeps its own primitive cache, so re-creating
-// the primitive for a seen shape costs about 2 us.
+// compute settings that linear() and the other ops read. oneDNN keeps its own primitive cache, so
+// re-creating the primitive for a seen shape costs about 2 us. On a CPU where oneDNN has no bf16
+// matmul (it needs AVX-512; seen on an AVX2-only AMD EPYC), the same product runs as an f32 GEMM on
+// the widened operands: bf16 -> f32 is exact, so the result is still "bf16-rounded operands, f32
+// accumulation", only without the speed.
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <atomic>
+#include <vector>
+
+#include "metalm/ops/elementwise.h"
 #include "metalm/ops/matmul.h"
 
 namespace metalm::ops {
@@ -52,6 +59,65 @@ void append_activation(dnnl::post_ops& ops, Activation activation) {
   }
 }
 
+std::atomic<bool> g_force_emulated{false};
+
+}  // namespace
+
+void set_bf16_matmul_emulated(bool emulated) { g_force_emulated = emulated; }
+
+// Asked once: can oneDNN build a bf16 matmul here?
+bool native_bf16_matmul() {
+  if (g_force_emulated) return false;
+  static const bool has = [] {
+    using dt = dnnl::memory::data_type;
+    const dnnl::memory::desc md({1, 1}, dt::bf16, dnnl::memory::dims{1, 1});
+    const dnnl::memory::desc out({1, 1}, dt::f32, dnnl::memory::dims{1, 1});
+    try {
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(md, md, out), cpu_engine());
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return has;
+}
+
+namespace {
+
+// The stored rows x cols bf16 matrix (row stride ld) widened to a dense f32 one.
+std::vector<float> widen(const bf16* x, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out[i * cols + j] = bf16_to_f32(x[i * ld + j]);
+  return out;
+}
+
+// run_gemm_bf16 without a bf16 matmul: f32 sgemm on the widened operands, then C, bias and the
+// activation in oneDNN's post-op order (sum, bias, eltwise).
+void emulated_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
+                        int64_t lda, const bf16* b, int64_t ldb, bool accumulate, void* c,
+                        bool c_is_bf16, int64_t ldc, const float* bias, Activation activation) {
+  const std::vector<float> af = trans_a ? widen(a, k, m, lda) : widen(a, m, k, lda);
+  const std::vector<float> bf = trans_b ? widen(b, n, k, ldb) : widen(b, k, n, ldb);
+  Tensor t = Tensor::empty({m, n}, DType::f32);
+  float* tp = t.data<float>();
+  sgemm(trans_a, trans_b, m, n, k, 1.f, af.data(), trans_a ? m : k, bf.data(), trans_b ? k : n, 0.f,
+        tp, n);
+  float* cf = static_cast<float*>(c);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      tp[i * n + j] += (accumulate ? cf[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+  if (activation != Activation::none) t = ops::activation(t, activation);
+  tp = t.data<float>();
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      if (c_is_bf16)
+        static_cast<bf16*>(c)[i * ldc + j] = f32_to_bf16(tp[i * n + j]);
+      else
+        cf[i * ldc + j] = tp[i * n + j];
+    }
+}
+
 // Both gemm_bf16 forms: C (f32 or bf16, row stride ldc) = op(A) op(B) [+ C] [+ bias] [act].
 void run_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                    int64_t lda, const bf16* b, int64_t ldb, bool accumulate, void* c,
@@ -59,6 +125,11 @@ void run_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
                    Activation activation) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
+  if (!native_bf16_matmul()) {
+    emulated_gemm_bf16(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c,
+                       c_type == dt::bf16, ldc, bias, activation);
+    return;
+  }
   // Logical A [m, k] and B [k, n]; a transposed operand is the same buffer with swapped strides.
   dnnl::memory::desc a_md({m, k}, dt::bf16, trans_a ? dims{1, lda} : dims{lda, 1});
   dnnl::memory::desc b_md({k, n}, dt::bf16, trans_b ? dims{1, ldb} : dims{ldb, 1});
@@ -85,11 +156,8 @@ void run_gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     prim.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& e) {
-    // Primitive creation fails where oneDNN has no bf16 matmul for this CPU (it needs at least
-    // AVX-512; AVX512-BF16 makes it fast): say what to do instead.
     throw Error(std::string("[gemm_bf16] oneDNN failed (") + e.what() + ") for M=" +
-                std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
-                "; bf16 matmul precision needs a CPU with AVX-512, use f32 otherwise");
+                std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k));
   }
 }
 

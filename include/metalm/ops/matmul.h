@@ -50,6 +50,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,
                int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc,
                const float* bias = nullptr, Activation activation = Activation::none);
+// Whether oneDNN has a bf16 matmul on this CPU (it needs AVX-512). Without one, gemm_bf16 widens
+// its operands to f32 (exact) and runs sgemm, then bias and activation: the same numbers as
+// bf16 operands with f32 accumulation, none of the speed, and no fused epilogue.
+bool native_bf16_matmul();
+// Process-wide: emulate even where oneDNN has a native bf16 matmul (tests of the fallback).
+void set_bf16_matmul_emulated(bool emulated);
 // The same with C = op(A) op(B) (+ bias, activation) written as bf16 (rounded to nearest even
 // from the f32 accumulator): a GEMM whose output only feeds another bf16 GEMM.
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const bf16* a,

@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libbenchmark-dev             # tests, microbenchmarks
   python3-torch python3-numpy               # PyTorch reference for tests and bench only
   python3-sentencepiece                     # tokenizer reference for tests and bench only
+  python3-nltk                              # a second BLEU reference for the metric tests only
   libopenblas0-pthread                      # the BLAS PyTorch uses in baselines.md (else netlib)
   bible-kjv                                 # real English text for the main job (data/kjv.txt)
 )

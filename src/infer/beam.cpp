@@ -16,9 +16,9 @@ struct Live {  // a hypothesis that goes on
   double score = 0;  // summed log-probabilities
 };
 
-void check(const models::Decoder& dec, const std::vector<int64_t>& prompt, const BeamOptions& o) {
+void check(const models::Decoder& dec, const DecoderPrompt& prompt, const BeamOptions& o) {
   const int64_t V = dec.config.vocab_size;
-  MLM_CHECK(!prompt.empty(), ValueError, "[beam] the prompt is empty");
+  MLM_CHECK(prompt.size() > 0, ValueError, "[beam] the prompt is empty");
   MLM_CHECK(o.beam >= 1 && o.beam <= V / 2, ValueError, "[beam] beam must be in [1, ", V / 2,
             "] (2 x beam candidates per step), got ", o.beam);
   MLM_CHECK(o.max_new_tokens >= 0 && o.min_new_tokens >= 0 && o.no_repeat_ngram >= 0, ValueError,
@@ -30,7 +30,7 @@ void check(const models::Decoder& dec, const std::vector<int64_t>& prompt, const
   for (const int64_t id : o.banned_ids)
     MLM_CHECK(id >= 0 && id < V && id != o.eos_id, ValueError, "[beam] banned id ", id,
               " is outside the vocabulary or is EOS");
-  const int64_t need = static_cast<int64_t>(prompt.size()) + o.max_new_tokens + 1;
+  const int64_t need = prompt.size() + o.max_new_tokens + 1;
   MLM_CHECK(need <= dec.config.max_positions, ValueError, "[beam] the prompt (", prompt.size(),
             " tokens) and ", o.max_new_tokens + 1, " new ones exceed the decoder's ",
             dec.config.max_positions, " positions");
@@ -48,18 +48,17 @@ void ban_repeated_ngrams(const std::vector<int64_t>& tokens, int64_t n, std::vec
   }
 }
 
-std::vector<Hypothesis> beam_search(models::Decoder& dec, const std::vector<int64_t>& prompt,
+std::vector<Hypothesis> beam_search(models::Decoder& dec, const DecoderPrompt& prompt,
                                     const BeamOptions& o) {
   check(dec, prompt, o);
   NoGradGuard ng;
   const bool was_training = dec.is_training();
   dec.eval();
   const int64_t V = dec.config.vocab_size, B = o.beam;
-  models::IncrementalState state(dec, 1,
-                                 static_cast<int64_t>(prompt.size()) + o.max_new_tokens + 1);
+  models::IncrementalState state(dec, 1, prompt.size() + o.max_new_tokens + 1);
   std::vector<Live> live(1);  // step 0: only the prompt's row (fairseq uses beam 0 only)
   std::vector<Hypothesis> done;
-  std::vector<int64_t> feed = prompt;
+  std::vector<int64_t> feed = prompt.tokens;
   std::vector<double> lp;
   struct Cand {
     double score;
@@ -71,6 +70,10 @@ std::vector<Hypothesis> beam_search(models::Decoder& dec, const std::vector<int6
     const auto rows = static_cast<int64_t>(live.size());
     const auto t = static_cast<int64_t>(feed.size()) / rows;
     in.tokens = Tensor::from_vector<int64_t>({rows, t}, feed);
+    if (step == 0 && prompt.docked()) {
+      in.dock_mask = prompt.dock_mask;
+      in.dock_features = prompt.dock_features;
+    }
     in.state = &state;
     const Tensor logits = dec.forward(in).logits;  // [rows, t, V]
     const Tensor last = logits.slice(1, t - 1, t).contiguous();

@@ -83,46 +83,73 @@ bool is_stop(const GenerateOptions& o, int64_t id) {
 
 }  // namespace
 
-std::vector<int64_t> generate(models::Decoder& dec, const std::vector<int64_t>& prompt,
-                              const GenerateOptions& o,
-                              const std::function<void(int64_t)>& on_token) {
-  MLM_CHECK(!prompt.empty(), ValueError, "[generate] the prompt is empty");
-  check_options(dec, o);
-  const int64_t limit = dec.config.max_positions;
-  const int64_t V = dec.config.vocab_size;
+namespace {
+
+// The decoding loop of generate() and continue_generation(): `feed` goes in first (with its
+// docked vectors), then one new id per step. With `context` (every id the cache should hold),
+// a full cache slides to the last slide_keep ids; without, it stops.
+std::vector<int64_t> decode(models::Decoder& dec, models::IncrementalState& state,
+                            const DecoderPrompt& first, const GenerateOptions& o,
+                            const std::function<void(int64_t)>& on_token,
+                            std::vector<int64_t>* context) {
+  const int64_t limit = state.capacity(), V = dec.config.vocab_size;
   NoGradGuard ng;
   const bool was_training = dec.is_training();
   dec.eval();
-  std::vector<int64_t> context = prompt, out;
-  if (static_cast<int64_t>(context.size()) > limit) {
-    MLM_CHECK(o.slide_keep > 0, ValueError, "[generate] the prompt has ", context.size(),
-              " tokens, the decoder reads ", limit);
-    context.erase(context.begin(), context.end() - o.slide_keep);
-  }
-  models::IncrementalState state(dec, 1, limit);
-  std::vector<int64_t> feed = context;
+  std::vector<int64_t> feed = first.tokens, out;
+  bool docked = first.docked();
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
     if (state.length() + static_cast<int64_t>(feed.size()) > limit) {
-      if (o.slide_keep == 0) break;
+      if (o.slide_keep == 0 || context == nullptr || first.docked()) break;
       state.reset();
-      context.erase(context.begin(), context.end() - o.slide_keep);
-      feed = context;
+      context->erase(context->begin(), context->end() - o.slide_keep);
+      feed = *context;
     }
     models::StackInputs in;
     in.tokens = Tensor::from_vector<int64_t>({1, static_cast<int64_t>(feed.size())}, feed);
+    if (docked) {
+      in.dock_mask = first.dock_mask;
+      in.dock_features = first.dock_features;
+      docked = false;
+    }
     in.state = &state;
     const Tensor logits = dec.forward(in).logits;  // [1, t, V]
     const Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).contiguous();
     const std::vector<float> row = adjusted_row(last.data<float>(), V, o, step);
     const int64_t id = pick_token(row.data(), V, o, static_cast<uint64_t>(step));
     out.push_back(id);
-    context.push_back(id);
+    if (context) context->push_back(id);
     if (on_token) on_token(id);
     if (is_stop(o, id) || (o.stop_when && o.stop_when(out))) break;
     feed = {id};
   }
   dec.train(was_training);
   return out;
+}
+
+}  // namespace
+
+std::vector<int64_t> generate(models::Decoder& dec, const DecoderPrompt& prompt,
+                              const GenerateOptions& o,
+                              const std::function<void(int64_t)>& on_token) {
+  MLM_CHECK(prompt.size() > 0, ValueError, "[generate] the prompt is empty");
+  check_options(dec, o);
+  const int64_t limit = dec.config.max_positions;
+  std::vector<int64_t> context = prompt.tokens;
+  models::IncrementalState state(dec, 1, limit);
+  if (prompt.size() <= limit) return decode(dec, state, prompt, o, on_token, &context);
+  MLM_CHECK(o.slide_keep > 0 && !prompt.docked(), ValueError, "[generate] the prompt has ",
+            prompt.size(), " tokens, the decoder reads ", limit);
+  context.erase(context.begin(), context.end() - o.slide_keep);
+  return decode(dec, state, DecoderPrompt(context), o, on_token, &context);
+}
+
+std::vector<int64_t> continue_generation(models::Decoder& dec, models::IncrementalState& state,
+                                         const DecoderPrompt& feed, const GenerateOptions& o,
+                                         const std::function<void(int64_t)>& on_token) {
+  MLM_CHECK(feed.size() > 0, ValueError, "[generate] nothing to read (an empty feed)");
+  check_options(dec, o);
+  return decode(dec, state, feed, o, on_token, nullptr);
 }
 
 std::vector<std::vector<int64_t>> generate_batch(models::Decoder& dec,

@@ -6,13 +6,14 @@
 
 #include "infer/log_normalizer.h"
 #include "metalm/autograd/autograd.h"
+#include "metalm/ops/shape.h"
 
 namespace metalm::infer {
 
 std::vector<CandidateScore> score_candidates(models::Decoder& dec,
-                                             const std::vector<int64_t>& context,
+                                             const DecoderPrompt& context,
                                              const std::vector<std::vector<int64_t>>& candidates) {
-  MLM_CHECK(!context.empty(), ValueError, "[score] the context is empty");
+  MLM_CHECK(context.size() > 0, ValueError, "[score] the context is empty");
   MLM_CHECK(!candidates.empty(), ValueError, "[score] no candidates");
   size_t longest = 0;
   for (const auto& c : candidates) {
@@ -28,7 +29,7 @@ std::vector<CandidateScore> score_candidates(models::Decoder& dec,
   const int64_t pad = dec.config.padding_idx >= 0 ? dec.config.padding_idx : 0;
   std::vector<int64_t> tokens(static_cast<size_t>(B * T), pad);
   for (int64_t b = 0; b < B; ++b) {
-    std::copy(context.begin(), context.end(), tokens.begin() + b * T);
+    std::copy(context.tokens.begin(), context.tokens.end(), tokens.begin() + b * T);
     const auto& c = candidates[static_cast<size_t>(b)];
     std::copy(c.begin(), c.end(), tokens.begin() + b * T + C);
   }
@@ -37,6 +38,15 @@ std::vector<CandidateScore> score_candidates(models::Decoder& dec,
   dec.eval();
   models::StackInputs in;
   in.tokens = Tensor::from_vector<int64_t>({B, T}, tokens);
+  if (context.docked()) {  // the context's docked positions in every row, its vectors repeated
+    const std::vector<uint8_t> m = context.dock_mask.to_vector<uint8_t>();
+    std::vector<uint8_t> mask(static_cast<size_t>(B * T), 0);
+    for (int64_t b = 0; b < B; ++b) std::copy(m.begin(), m.end(), mask.begin() + b * T);
+    in.dock_mask = Tensor::from_vector<uint8_t>({B, T}, mask);
+    in.dock_features = B == 1 ? context.dock_features
+                              : ops::concat(std::vector<Tensor>(static_cast<size_t>(B),
+                                                                context.dock_features), 0);
+  }
   const Tensor logits = dec.forward(in).logits.contiguous();  // [B, T, V]
   dec.train(was_training);
   const float* lg = logits.data<float>();

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "metalm/infer/prompt.h"
 #include "metalm/models/stack.h"
 
 namespace metalm::infer {
@@ -30,8 +31,9 @@ struct Hypothesis {
   double sum_logprob = 0;
 };
 
-// The `beam` finished hypotheses of a continuation of `prompt` (non-empty), best first.
-std::vector<Hypothesis> beam_search(models::Decoder& decoder, const std::vector<int64_t>& prompt,
+// The `beam` finished hypotheses of a continuation of `prompt` (ids, or ids with docked
+// vectors; non-empty), best first.
+std::vector<Hypothesis> beam_search(models::Decoder& decoder, const DecoderPrompt& prompt,
                                     const BeamOptions& options);
 
 // fairseq's NGramRepeatBlock on one hypothesis (exposed for tests): sets lp[t] = -inf for every

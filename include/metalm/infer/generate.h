@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "metalm/infer/prompt.h"
 #include "metalm/models/stack.h"
 
 namespace metalm::infer {
@@ -27,15 +28,23 @@ struct GenerateOptions {
   // must lie in the vocabulary and leave at least one id allowed.
   std::vector<int64_t> banned_ids;
   // When the context (prompt + generated) reaches the decoder's max positions, keep the last
-  // `keep` tokens and re-read them (0: stop instead).
+  // `keep` tokens and re-read them (0: stop instead). A prompt with docked segments does not
+  // slide (its docked positions cannot be re-read as tokens): it stops.
   int64_t slide_keep = 0;
 };
 
-// Continues `prompt` (ids, non-empty) and returns the new ids only. on_token, if given, sees each
-// new id as it is produced (streaming output).
-std::vector<int64_t> generate(models::Decoder& decoder, const std::vector<int64_t>& prompt,
+// Continues `prompt` (ids, or ids with docked vectors; non-empty) and returns the new ids only.
+// on_token, if given, sees each new id as it is produced (streaming output).
+std::vector<int64_t> generate(models::Decoder& decoder, const DecoderPrompt& prompt,
                               const GenerateOptions& options,
                               const std::function<void(int64_t)>& on_token = {});
+
+// Generation continued from a cache: reads `feed` (the tokens not yet in `state`, with their
+// docked vectors) and then generates as generate() does, stopping (never sliding) when the
+// cache is full. The last new id is not fed: the caller passes it with whatever comes next.
+std::vector<int64_t> continue_generation(models::Decoder& decoder, models::IncrementalState& state,
+                                         const DecoderPrompt& feed, const GenerateOptions& options,
+                                         const std::function<void(int64_t)>& on_token = {});
 
 // Several prompts at once (lengths may differ: left-padded, the pads masked as keys and each
 // row's positions its own), one row per prompt through the same cache; each row's output equals

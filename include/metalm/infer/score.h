@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "metalm/infer/prompt.h"
 #include "metalm/models/stack.h"
 
 namespace metalm::infer {
@@ -16,9 +17,10 @@ struct CandidateScore {
 
 // One row per candidate, context + candidate right-padded in one batch of the decoder (rows
 // cannot see their pads: causal attention); log-probabilities in f64 from the f32 logits. The
-// context and every candidate must be non-empty and fit the decoder's positions together.
+// context (ids, or ids with docked vectors: every row docks them) and every candidate must be
+// non-empty and fit the decoder's positions together.
 std::vector<CandidateScore> score_candidates(models::Decoder& decoder,
-                                             const std::vector<int64_t>& context,
+                                             const DecoderPrompt& context,
                                              const std::vector<std::vector<int64_t>>& candidates);
 
 }  // namespace metalm::infer

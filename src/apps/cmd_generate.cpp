@@ -1,7 +1,8 @@
 // `metalm generate`: text from a model directory's decoder (a GPT, or the task layer of a
 // MetaLM) and its tokenizer. A prompt's lines are encoded as the corpus pipeline encodes them
 // (each line ends with </line>), so a model continues text the way it saw it in pretraining;
-// </line> and </doc> print as a line break and a blank line.
+// </line> and </doc> print as a line break and a blank line. "{{...}}" in the prompt (or
+// "dock" segments of --prompt-json) pass through MetaLM's encoder (infer/prompt.h).
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -13,6 +14,8 @@
 #include "metalm/data/tokenizer.h"
 #include "metalm/infer/beam.h"
 #include "metalm/infer/generate.h"
+#include "metalm/infer/prompt.h"
+#include "metalm/io/json.h"
 #include "metalm/models/metalm.h"
 #include "metalm/models/model_dir.h"
 #include "metalm/models/stack.h"
@@ -25,27 +28,11 @@ namespace fs = std::filesystem;
 struct GenerateCliOptions {
   CommonOptions common;
   std::vector<std::string> stops;
-  std::string model, prompt;
+  std::string model, prompt, prompt_json;
   int64_t max_new_tokens = 80, top_k = 0, samples = 1, beam = 0, no_repeat_ngram = 0;
   double temperature = 0.8, length_penalty = 1.0, top_p = 1.0;
   bool stop_at_doc = true;
 };
-
-// <s>, then the prompt's lines, each but an unfinished last one closed by </line>.
-std::vector<int64_t> encode_prompt(const data::Tokenizer& tok, const std::string& prompt) {
-  std::vector<int64_t> ids = {tok.bos_id()};
-  const int64_t line_end = tok.spec().line_end_id;
-  size_t begin = 0;
-  while (begin <= prompt.size()) {
-    const size_t nl = prompt.find('\n', begin);
-    const std::string line = prompt.substr(begin, nl == std::string::npos ? nl : nl - begin);
-    for (const int32_t id : tok.encode(line)) ids.push_back(id);
-    if (nl == std::string::npos) break;
-    if (line_end >= 0) ids.push_back(line_end);
-    begin = nl + 1;
-  }
-  return ids;
-}
 
 // Prints ids as they come: pieces decoded together so spaces follow SentencePiece's rules,
 // </line> as "\n" and </doc> as a blank line.
@@ -84,17 +71,34 @@ int run_generate(const GenerateCliOptions& o) {
   std::unique_ptr<models::Model> model = models::load_model(o.model, o.common.seed);
   model->compute = compute_mode(o.common);
   model->eval();
-  models::Decoder* decoder = dynamic_cast<models::Decoder*>(model.get());
-  if (auto* metalm = dynamic_cast<models::MetaLM*>(model.get())) decoder = &metalm->decoder();
-  MLM_CHECK(decoder != nullptr, ValueError, "[generate] ", o.model, ": a model of type ",
-            model->model_config().model_type, " has no decoder to generate with");
+  models::Decoder* decoder = &infer::task_decoder(*model);
   MLM_CHECK(decoder->stack_config().vocab_size == tok.vocab_size(), ValueError, "[generate] ",
             o.model, ": the decoder has vocab_size ", decoder->stack_config().vocab_size,
             " but its tokenizer ", tok.vocab_size(), " ids");
-  const std::vector<int64_t> prompt = encode_prompt(tok, o.prompt);
-  MLM_CHECK(static_cast<int64_t>(prompt.size()) < decoder->stack_config().max_positions,
+  const std::string encoder = infer::default_encoder(*model);
+  const io::Json json_prompt =
+      o.prompt_json.empty() ? io::Json() : io::load_json_file(o.prompt_json, "generate", "prompt");
+  const infer::Prompt parsed =
+      o.prompt_json.empty() ? infer::parse_prompt(tok, o.prompt, encoder)
+                            : infer::parse_prompt_json(tok, json_prompt, encoder,
+                                                       io::JsonWhere("generate", o.prompt_json));
+  const infer::DecoderPrompt prompt = infer::prepare_prompt(*model, parsed, tok.bos_id());
+  MLM_CHECK(prompt.size() < decoder->stack_config().max_positions ||
+                (!prompt.docked() && o.beam == 0),
             ValueError, "[generate] the prompt is ", prompt.size(), " tokens; the model reads at "
             "most ", decoder->stack_config().max_positions);
+  // What the prompt prints as: the markup as given, or the JSON's texts (docked ones in braces).
+  std::string shown = o.prompt;
+  if (!o.prompt_json.empty()) {
+    const io::Json& j = json_prompt;
+    shown = j.is_string() ? j.get<std::string>() : "";
+    if (j.is_array())
+      for (const io::Json& seg : j) {
+        const bool docked = seg.contains("dock") && seg["dock"] != false;
+        const std::string text = seg["text"].get<std::string>();
+        shown += docked ? "{{" + text + "}}" : text;
+      }
+  }
   infer::GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.temperature = o.temperature;
@@ -120,8 +124,8 @@ int run_generate(const GenerateCliOptions& o) {
                            tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id})
     if (id >= 0) g.banned_ids.push_back(id);
   std::vector<int32_t> prompt_line;  // the prompt's ids after its last </line> (not <s>)
-  for (size_t i = prompt.size(); i-- > 1 && prompt[i] != tok.spec().line_end_id;)
-    prompt_line.insert(prompt_line.begin(), static_cast<int32_t>(prompt[i]));
+  for (size_t i = prompt.tokens.size(); i-- > 1 && prompt.tokens[i] != tok.spec().line_end_id;)
+    prompt_line.insert(prompt_line.begin(), static_cast<int32_t>(prompt.tokens[i]));
   if (o.beam > 0) {
     infer::BeamOptions b;
     b.beam = o.beam;
@@ -132,8 +136,7 @@ int run_generate(const GenerateCliOptions& o) {
     b.eos_id = o.stop_at_doc && doc >= 0 ? doc : tok.eos_id();
     for (const int64_t id : g.banned_ids)
       if (id != b.eos_id) b.banned_ids.push_back(id);
-    const int64_t room = decoder->stack_config().max_positions -
-                         static_cast<int64_t>(prompt.size()) - 1;
+    const int64_t room = decoder->stack_config().max_positions - prompt.size() - 1;
     b.max_new_tokens = std::min(o.max_new_tokens, room);
     if (b.max_new_tokens < o.max_new_tokens)
       std::fprintf(stderr, "[generate] --beam: at most %lld new tokens fit the context\n",
@@ -142,7 +145,7 @@ int run_generate(const GenerateCliOptions& o) {
     for (size_t h = 0; h < hyps.size(); ++h) {
       std::printf("--- beam %zu: score %.4f (log-prob %.4f over %zu tokens) ---\n", h + 1,
                   hyps[h].score, hyps[h].sum_logprob, hyps[h].tokens.size());
-      std::fputs(o.prompt.c_str(), stdout);
+      std::fputs(shown.c_str(), stdout);
       TextPrinter out(tok, prompt_line);
       for (const int64_t id : hyps[h].tokens)
         if (id != b.eos_id) out.add(id);
@@ -152,7 +155,7 @@ int run_generate(const GenerateCliOptions& o) {
   }
   for (int64_t s = 0; s < o.samples; ++s) {
     if (o.samples > 1) std::printf("--- sample %lld ---\n", static_cast<long long>(s + 1));
-    std::fputs(o.prompt.c_str(), stdout);
+    std::fputs(shown.c_str(), stdout);
     TextPrinter out(tok, prompt_line);
     g.seed = o.common.seed + static_cast<uint64_t>(s);
     infer::generate(*decoder, prompt, g, [&](int64_t id) { out.add(id); });
@@ -168,11 +171,13 @@ Command add_generate_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "generate",
       "Continue a prompt with a model directory's decoder (a GPT or a MetaLM) and tokenizer.\n"
-      "Example: metalm generate --model runs/metalm --prompt 'And God said' --samples 3");
+      "Example: metalm generate --model runs/metalm --prompt 'And God said' --samples 3\n"
+      "         metalm generate --model runs/metalm --prompt '{{In the beginning}} And God said'");
   add_common(cmd, o->common);
   add_precision(cmd, o->common);
   cmd->add_option("--model", o->model, "model directory (config, weights, tokenizer)")->required();
-  cmd->add_option("--prompt", o->prompt, "text to continue (\\n for line breaks)")->capture_default_str();
+  cmd->add_option("--prompt", o->prompt, "text to continue (\\n for line breaks); with a MetaLM, {{text}} passes through its encoder")->capture_default_str();
+  cmd->add_option("--prompt-json", o->prompt_json, "the prompt as a JSON file: [{\"text\": ...}, {\"text\": ..., \"dock\": true}, ...] (instead of --prompt)")->check(CLI::ExistingFile);
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to add")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--temperature", o->temperature, "0: greedy; else sample from softmax(logits / t)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", o->top_k, "sample among the k most likely (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);

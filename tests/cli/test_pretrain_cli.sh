@@ -97,6 +97,20 @@ expect_error "generate --stop with --beam" "not with --beam" "$bin" generate --m
   --beam 2 --stop x
 expect_error "generate --top-p 0" "top-p" "$bin" generate --model "$work/gpt" --prompt "the" --top-p 0
 expect_error "generate --beam too wide" "beam" "$bin" generate --model "$work/gpt" --prompt "the" --beam 65
+# Docked prompts: "{{...}}" through MetaLM's encoder, the same as the JSON form.
+"$bin" generate --model "$work/metalm" --prompt "{{the dog sees}} the red" --max-new-tokens 8 \
+  --temperature 0 --threads 1 > "$work/d1" 2>"$work/derr" && ok || bad "generate docked: $(cat "$work/derr")"
+head -c 24 "$work/d1" | grep -q "^{{the dog sees}} the red" && ok || bad "generate docked: $(head -c 80 "$work/d1")"
+echo '[{"text": "the dog sees", "dock": true}, {"text": " the red"}]' > "$work/prompt.json"
+"$bin" generate --model "$work/metalm" --prompt-json "$work/prompt.json" --max-new-tokens 8 \
+  --temperature 0 --threads 1 > "$work/d2" 2>&1 && cmp -s "$work/d1" "$work/d2" && ok \
+  || bad "generate --prompt-json differs from the markup: $(head -c 200 "$work/d2")"
+expect_error "generate docked from a GPT" "has none" "$bin" generate --model "$work/gpt" --prompt "{{the}} dog"
+expect_error "generate unclosed dock" "no closing" "$bin" generate --model "$work/metalm" --prompt "{{the dog"
+echo '[{"text": "the", "dock": 1}]' > "$work/badprompt.json"
+expect_error "generate bad prompt json" "dock" "$bin" generate --model "$work/metalm" --prompt-json "$work/badprompt.json"
+echo '[{"text": "the"' > "$work/brokenprompt.json"
+expect_error "generate broken prompt json" "not valid JSON" "$bin" generate --model "$work/metalm" --prompt-json "$work/brokenprompt.json"
 expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"
 expect_error "generate from nothing" "nope" "$bin" generate --model "$work/nope" --prompt "the"
 

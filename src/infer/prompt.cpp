@@ -161,8 +161,11 @@ Prompt render_template(const data::Tokenizer& tok, const PromptTemplate& tmpl,
   Prompt p;
   p.plain(encode_lines(tok, std::string_view(tmpl.text).substr(0, at)));
   MLM_CHECK(!input.empty(), ValueError, "[prompt] an example's input is empty");
-  if (tmpl.dock_input && !encoder.empty()) p.docked(encode_lines(tok, input), encoder);
-  else p.plain(encode_lines(tok, input));
+  std::vector<int64_t> ids = encode_lines(tok, input);
+  if (tmpl.max_input_tokens > 0 && static_cast<int64_t>(ids.size()) > tmpl.max_input_tokens)
+    ids.resize(static_cast<size_t>(tmpl.max_input_tokens));
+  if (tmpl.dock_input && !encoder.empty()) p.docked(std::move(ids), encoder);
+  else p.plain(std::move(ids));
   p.plain(encode_lines(tok, std::string_view(tmpl.text).substr(at + 7)));
   return p;
 }

@@ -36,6 +36,18 @@ std::string printable(const std::string& key) {
 
 }  // namespace
 
+std::vector<std::string> read_string_list(const Json& v, std::string_view field,
+                                          const JsonWhere& where) {
+  if (!v.is_array()) where.fail(field, "expected a list of strings, got " + describe(v));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string())
+      where.fail(field, detail::cat("element ", i, ": expected a string, got ", describe(v[i])));
+    out.push_back(v[i].get<std::string>());
+  }
+  return out;
+}
+
 std::string one_of(const std::vector<std::string>& names) {
   std::string s;
   for (size_t i = 0; i < names.size(); ++i) {

@@ -111,6 +111,33 @@ echo '[{"text": "the", "dock": 1}]' > "$work/badprompt.json"
 expect_error "generate bad prompt json" "dock" "$bin" generate --model "$work/metalm" --prompt-json "$work/badprompt.json"
 echo '[{"text": "the"' > "$work/brokenprompt.json"
 expect_error "generate broken prompt json" "not valid JSON" "$bin" generate --model "$work/metalm" --prompt-json "$work/brokenprompt.json"
+# eval: a multiple-choice task and a generation task, 0- and 2-shot, table, --json, predictions.
+awk 'BEGIN { srand(5); split("the a dog cat river stone sees finds near", w, " ");
+  for (i = 0; i < 24; i++) { s = ""; for (j = 0; j < 4; j++) s = s (j ? " " : "") w[1 + int(rand() * 9)];
+    printf "{\"input\": \"%s\", \"output\": \"%s\", \"choices\": [\"yes\", \"no\"]}\n", s, (s ~ /dog/ ? "yes" : "no") } }' > "$work/dogs.jsonl"
+head -16 "$work/dogs.jsonl" > "$work/dogs_train.jsonl"; tail -8 "$work/dogs.jsonl" > "$work/dogs_test.jsonl"
+sed 's/, "choices": \[[^]]*\]//' "$work/dogs_test.jsonl" > "$work/dogs_gen.jsonl"
+for run in gpt metalm; do
+  "$bin" eval --model "$work/$run" --task "$work/dogs_test.jsonl" --template "{input} dog?" \
+    --threads 1 > "$work/e0" 2>"$work/eerr" && ok || bad "eval $run: $(cat "$work/eerr")"
+  grep -q "^task dogs_test: 8 examples, 0-shot" "$work/e0" && grep -q "^  accuracy .*\[" "$work/e0" && ok \
+    || bad "eval $run: no results table: $(cat "$work/e0")"
+  "$bin" eval --model "$work/$run" --task "$work/dogs_test.jsonl" --demos "$work/dogs_train.jsonl" \
+    --shots 2 --json --predictions "$work/preds.jsonl" --threads 1 > "$work/e2" 2>"$work/eerr" && ok || bad "eval --shots 2 $run: $(cat "$work/eerr")"
+  grep -q '"shots":2' "$work/e2" && grep -q '"accuracy":{"interval95":\[' "$work/e2" && ok || bad "eval --json $run: $(cat "$work/e2")"
+  [ "$(wc -l < "$work/preds.jsonl")" -eq 8 ] && grep -q '"prediction":"\(yes\|no\)"' "$work/preds.jsonl" && ok \
+    || bad "eval --predictions $run: $(head -2 "$work/preds.jsonl")"
+  "$bin" eval --model "$work/$run" --task "$work/dogs_gen.jsonl" --max-new-tokens 4 --beam 2 \
+    --metrics em f1 bleu4 rouge_l cider_d --threads 1 > "$work/eg" 2>"$work/eerr" && ok || bad "eval generation $run: $(cat "$work/eerr")"
+  [ "$(grep -c '^  \(em\|f1\|bleu4\|rouge_l\|cider_d\) ' "$work/eg")" -eq 5 ] && ok || bad "eval generation $run: $(cat "$work/eg")"
+done
+expect_error "eval --shots without --demos" "needs --demos" "$bin" eval --model "$work/gpt" --task "$work/dogs_test.jsonl" --shots 2
+expect_error "eval unknown metric" "metrics" "$bin" eval --model "$work/gpt" --task "$work/dogs_test.jsonl" --metrics bleu5
+expect_error "eval missing task file" "nope.jsonl" "$bin" eval --model "$work/gpt" --task "$work/nope.jsonl"
+echo '{"input": "a", "output": "c", "choices": ["a", "b"]}' > "$work/badtask.jsonl"
+expect_error "eval bad task line" "line 1" "$bin" eval --model "$work/gpt" --task "$work/badtask.jsonl"
+head -2 "$work/dogs_train.jsonl" > "$work/two.jsonl"
+expect_error "eval too many shots" "pool has 2" "$bin" eval --model "$work/gpt" --task "$work/dogs_test.jsonl" --demos "$work/two.jsonl" --shots 3
 expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"
 expect_error "generate from nothing" "nope" "$bin" generate --model "$work/nope" --prompt "the"
 

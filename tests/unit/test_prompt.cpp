@@ -4,12 +4,11 @@
 // MetaLM::run, the whole sequence recomputed at every step, no cache).
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
+#include <cmath>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "common/test_util.h"
+#include "common/tiny_task_model.h"
 #include "metalm/data/tokenizer.h"
 #include "metalm/infer/beam.h"
 #include "metalm/infer/chat.h"
@@ -22,64 +21,18 @@
 using namespace metalm;
 using metalm::test::throws_with;
 using nlohmann::json;
-namespace fs = std::filesystem;
 
 namespace {
 
-// A tokenizer trained once for the suite on a few hundred lines of a small vocabulary.
 class PromptTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("metalm_prompt_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    const std::vector<std::string> words = {"the", "film", "was", "great", "awful", "review",
-                                            "answer", "good", "bad", "movie", "plot", "acting"};
-    Generator g(5);
-    std::ofstream f(dir_ / "corpus.txt");
-    for (int i = 0; i < 400; ++i) {
-      for (int w = 0; w < 8; ++w) f << (w ? " " : "") << words[g.randint(0, 12)];
-      f << (i % 3 ? " sentiment: positive\n" : " sentiment: negative\n");
-    }
-    f.close();
-    data::TrainOptions o;
-    o.inputs = {(dir_ / "corpus.txt").string()};
-    o.vocab_size = 40;  // what SentencePiece finds in this small corpus
-    o.threads = 1;
-    data::Tokenizer::train(o, (dir_ / "tok").string());
-    tok_ = new data::Tokenizer(data::Tokenizer::load((dir_ / "tok").string()));
-  }
-  static void TearDownTestSuite() {
-    delete tok_;
-    fs::remove_all(dir_);
-  }
-  const data::Tokenizer& tok() const { return *tok_; }
+  const data::Tokenizer& tok() const { return test::tiny_tokenizer(); }
   std::vector<int64_t> enc(const std::string& s) const {
     std::vector<int64_t> out;
     for (int32_t id : tok().encode(s)) out.push_back(id);
     return out;
   }
-  // A MetaLM with one docked text encoder, the tokenizer's vocabulary, random weights.
-  std::unique_ptr<models::Model> metalm(uint64_t seed = 3) const {
-    const int64_t V = tok().vocab_size();
-    const json c = {{"model_type", "metalm"},
-                    {"decoder",
-                     {{"decoder_embed_dim", 32}, {"decoder_attention_heads", 4},
-                      {"decoder_ffn_embed_dim", 64}, {"decoder_layers", 2}, {"vocab_size", V},
-                      {"max_target_positions", 96}}},
-                    {"encoders",
-                     {{{"name", "text"}, {"span", "text"},
-                       {"config",
-                        {{"encoder_embed_dim", 24}, {"encoder_attention_heads", 4},
-                         {"encoder_ffn_embed_dim", 48}, {"encoder_layers", 2}, {"vocab_size", V},
-                         {"max_source_positions", 40}}},
-                       {"connector", {{"kind", "complex"}}}}}}};
-    auto m = models::build_model(models::model_config_from_json(c), {seed, true});
-    m->eval();
-    return m;
-  }
-  static inline fs::path dir_;
-  static inline data::Tokenizer* tok_ = nullptr;
+  std::unique_ptr<models::Model> metalm() const { return test::tiny_metalm(); }
 };
 
 // MetaLM's training path for a prompt + continuation: the docked segments as SpanInputs of
@@ -295,7 +248,7 @@ TEST_F(PromptTest, ChatReusesTheCacheAcrossTurns) {
 
   // A turn that does not fit is refused and leaves the session as it was.
   infer::Prompt huge;
-  huge.plain(std::vector<int64_t>(200, enc("good")[0]));
+  huge.plain(std::vector<int64_t>(300, enc("good")[0]));
   EXPECT_TRUE(throws_with<ValueError>([&] { chat.turn(huge, o); }, "reset"));
   EXPECT_EQ(chat.history(), history);
   chat.reset();
@@ -304,10 +257,7 @@ TEST_F(PromptTest, ChatReusesTheCacheAcrossTurns) {
 }
 
 TEST_F(PromptTest, ModelsWithoutEncodersRefuseDockedSegments) {
-  const json c = {{"model_type", "decoder"},         {"decoder_embed_dim", 16},
-                  {"decoder_attention_heads", 2},        {"decoder_ffn_embed_dim", 32},
-                  {"decoder_layers", 1},                 {"vocab_size", tok().vocab_size()}};
-  auto gpt = models::build_model(models::model_config_from_json(c), {1, true});
+  auto gpt = test::tiny_gpt();
   EXPECT_EQ(infer::default_encoder(*gpt), "");
   const infer::Prompt p = infer::parse_prompt(tok(), "a {{b}}", "text");
   EXPECT_TRUE(throws_with<ValueError>([&] { infer::prepare_prompt(*gpt, p, 0); },

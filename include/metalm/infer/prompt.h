@@ -64,6 +64,7 @@ Prompt parse_prompt_json(const data::Tokenizer& tok, const io::Json& value,
 struct PromptTemplate {
   std::string text = "{input}";
   bool dock_input = true;
+  int64_t max_input_tokens = 0;  // > 0: an input's ids are cut to this many (its beginning)
 };
 
 // The template with `input` in place (no <s>); `encoder` "" renders the input plain.

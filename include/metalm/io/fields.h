@@ -55,6 +55,16 @@ Field<C> field(const char* name, std::string C::*m) {
           [=](const C& c) { return Json(c.*m); }};
 }
 
+// A list of strings ("choices": ["yes", "no"]).
+std::vector<std::string> read_string_list(const Json& v, std::string_view field,
+                                          const JsonWhere& where);
+template <typename C>
+Field<C> field(const char* name, std::vector<std::string> C::*m) {
+  return {name,
+          [=](C& c, const Json& v, const JsonWhere& w) { c.*m = read_string_list(v, name, w); },
+          [=](const C& c) { return Json(c.*m); }};
+}
+
 // "expected \"a\", \"b\" or \"c\"" for a message.
 std::string one_of(const std::vector<std::string>& names);
 

@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev           # JSON, command line
   libcairo2-dev fonts-dejavu-core           # loss plots: cairo, and the font of their labels
   libsentencepiece-dev                      # tokenizer and its trainer (DESIGN D1)
+  libedit-dev                               # line editing and history in metalm chat
   libgtest-dev libbenchmark-dev             # tests, microbenchmarks
   python3-torch python3-numpy               # PyTorch reference for tests and bench only
   python3-sentencepiece                     # tokenizer reference for tests and bench only

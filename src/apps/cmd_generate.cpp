@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "apps/common.h"
+#include "apps/text_printer.h"
 #include "metalm/data/tokenizer.h"
 #include "metalm/infer/beam.h"
 #include "metalm/infer/generate.h"
@@ -32,38 +33,6 @@ struct GenerateCliOptions {
   int64_t max_new_tokens = 80, top_k = 0, samples = 1, beam = 0, no_repeat_ngram = 0;
   double temperature = 0.8, length_penalty = 1.0, top_p = 1.0;
   bool stop_at_doc = true;
-};
-
-// Prints ids as they come: pieces decoded together so spaces follow SentencePiece's rules,
-// </line> as "\n" and </doc> as a blank line.
-class TextPrinter {
- public:
-  // line_so_far: the ids of the prompt's unfinished last line, already printed as text.
-  TextPrinter(const data::Tokenizer& tok, std::vector<int32_t> line_so_far)
-      : tok_(tok), run_(std::move(line_so_far)), printed_(tok.decode(run_).size()) {}
-  void add(int64_t id) {
-    if (id == tok_.spec().line_end_id || id == tok_.spec().doc_end_id) {
-      flush();
-      std::fputs(id == tok_.spec().doc_end_id ? "\n\n" : "\n", stdout);
-    } else {
-      run_.push_back(static_cast<int32_t>(id));
-      // Decode the line so far and print what is new (a piece can change how the text before
-      // it reads only by its leading space, which decode() handles).
-      const std::string text = tok_.decode(run_);
-      if (text.size() > printed_) std::fputs(text.c_str() + printed_, stdout);
-      printed_ = text.size();
-    }
-    std::fflush(stdout);
-  }
-  void flush() {
-    run_.clear();
-    printed_ = 0;
-  }
-
- private:
-  const data::Tokenizer& tok_;
-  std::vector<int32_t> run_;
-  size_t printed_ = 0;
 };
 
 int run_generate(const GenerateCliOptions& o) {

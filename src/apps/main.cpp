@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
                                          add_info_command(app), add_toy_lm_command(app),
                                          add_plot_command(app),
                                          add_tokenizer_command(app), add_pretrain_command(app),
-                                         add_generate_command(app), add_eval_command(app)};
+                                         add_generate_command(app), add_eval_command(app),
+                                         add_chat_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -138,6 +138,21 @@ echo '{"input": "a", "output": "c", "choices": ["a", "b"]}' > "$work/badtask.jso
 expect_error "eval bad task line" "line 1" "$bin" eval --model "$work/gpt" --task "$work/badtask.jsonl"
 head -2 "$work/dogs_train.jsonl" > "$work/two.jsonl"
 expect_error "eval too many shots" "pool has 2" "$bin" eval --model "$work/gpt" --task "$work/dogs_test.jsonl" --demos "$work/two.jsonl" --shots 3
+# chat, scripted through a pipe: turns, /reset, a docked segment, a bad turn that does not end
+# the session, /exit; greedy replies are the same on a second run.
+printf 'the dog\nthe cat sees\n/reset\nthe dog\nthe cat {{sees the}}\n/bogus\n{{unclosed\nthe river\n/exit\nnot read\n' > "$work/chatin"
+"$bin" chat --model "$work/metalm" --temperature 0 --max-new-tokens 6 --threads 1 < "$work/chatin" \
+  > "$work/c1" 2>"$work/cerr" && ok || bad "chat: $(cat "$work/cerr")"
+[ "$(grep -c '^(conversation reset)' "$work/c1")" -eq 1 ] && grep -q '^(unknown command /bogus' "$work/c1" \
+  && grep -q '^(error: .*no closing' "$work/c1" && ok || bad "chat: $(cat "$work/c1")"
+[ "$(grep -vc '^(' "$work/c1")" -eq 5 ] && ok || bad "chat: not 5 replies: $(cat "$work/c1")"
+r1=$(sed -n 1p "$work/c1"); r3=$(grep -v '^(' "$work/c1" | sed -n 3p)
+[ "$r1" = "$r3" ] && ok || bad "chat: the first reply after /reset differs ('$r1' vs '$r3')"
+"$bin" chat --model "$work/metalm" --temperature 0 --max-new-tokens 6 --threads 1 < "$work/chatin" > "$work/c2" 2>&1
+cmp -s "$work/c1" "$work/c2" && ok || bad "chat: greedy differs between runs"
+"$bin" chat --model "$work/gpt" --temperature 0.8 --max-new-tokens 6 --threads 1 < "$work/chatin" > "$work/c3" 2>&1 \
+  && grep -q '^(error: .*has none' "$work/c3" && ok || bad "chat gpt: $(cat "$work/c3")"
+expect_error "chat without a model" "nope" "$bin" chat --model "$work/nope"
 expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"
 expect_error "generate from nothing" "nope" "$bin" generate --model "$work/nope" --prompt "the"
 

@@ -217,40 +217,25 @@ DecoderPrompt prepare_prompt(models::Model& model, const Prompt& prompt, int64_t
       names.push_back(s.encoder);
   for (const std::string& name : names) {
     const models::Encoder& enc = metalm->encoder(name);  // throws naming an unknown encoder
-    int64_t S = 0, L = 0;
-    for (const Segment& s : prompt.segments)
+    std::vector<std::vector<int64_t>> rows;
+    int64_t pos = 0;
+    for (const Segment& s : prompt.segments) {
       if (s.encoder == name) {
-        ++S;
-        L = std::max<int64_t>(L, static_cast<int64_t>(s.ids.size()) + 1);
+        rows.push_back(s.ids);
+        for (size_t j = 0; j < s.ids.size(); ++j) {
+          mask[static_cast<size_t>(pos) + j] = 1;
+          owner[static_cast<size_t>(pos) + j] = offset++;
+        }
       }
+      pos += static_cast<int64_t>(s.ids.size());
+    }
+    int64_t L = 0;
+    for (const auto& r : rows) L = std::max<int64_t>(L, static_cast<int64_t>(r.size()) + 1);
     const int64_t limit = enc.stack_config().max_positions;
     MLM_CHECK(L <= limit, ValueError, "[prompt] a segment docked through \"", name, "\" has ",
               L - 1, " tokens; with <s> its encoder reads at most ", limit);
     const int64_t pad = enc.stack_config().padding_idx >= 0 ? enc.stack_config().padding_idx : 0;
-    std::vector<int64_t> tok(static_cast<size_t>(S * L), pad);
-    std::vector<uint8_t> padding(tok.size(), 1), select(tok.size(), 0);
-    int64_t row = 0, pos = 0;
-    for (const Segment& s : prompt.segments) {
-      if (s.encoder == name) {
-        tok[static_cast<size_t>(row * L)] = bos_id;
-        padding[static_cast<size_t>(row * L)] = 0;
-        for (size_t j = 0; j < s.ids.size(); ++j) {
-          const auto at = static_cast<size_t>(row * L + 1) + j;
-          tok[at] = s.ids[j];
-          padding[at] = 0;
-          select[at] = 1;
-          mask[static_cast<size_t>(pos) + j] = 1;
-          owner[static_cast<size_t>(pos) + j] = offset++;
-        }
-        ++row;
-      }
-      pos += static_cast<int64_t>(s.ids.size());
-    }
-    models::SpanInputs sp;
-    sp.encoder = name;
-    sp.tokens = Tensor::from_vector<int64_t>({S, L}, tok);
-    sp.padding = Tensor::from_vector<uint8_t>({S, L}, padding);
-    sp.select = Tensor::from_vector<uint8_t>({S, L}, select);
+    const models::SpanInputs sp = models::make_span_inputs(name, rows, Tensor(), bos_id, pad);
     features.push_back(metalm->span_features(sp));
   }
   metalm->train(was_training);

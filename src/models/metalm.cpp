@@ -72,6 +72,34 @@ Tensor MetaLM::span_features(const SpanInputs& sp) {
   return connector(sp.encoder).forward(rows);  // [n, d_dec]
 }
 
+SpanInputs make_span_inputs(const std::string& encoder,
+                            const std::vector<std::vector<int64_t>>& segments, Tensor target,
+                            int64_t bos_id, int64_t pad_id) {
+  MLM_CHECK(!segments.empty(), ValueError, "[MetaLM] no segments to dock");
+  const auto S = static_cast<int64_t>(segments.size());
+  int64_t L = 0;
+  for (const auto& s : segments) L = std::max<int64_t>(L, static_cast<int64_t>(s.size()) + 1);
+  std::vector<int64_t> tok(static_cast<size_t>(S * L), pad_id);
+  std::vector<uint8_t> pad(tok.size(), 1), select(tok.size(), 0);
+  for (int64_t s = 0; s < S; ++s) {
+    const auto row = static_cast<size_t>(s * L);
+    tok[row] = bos_id;
+    pad[row] = 0;
+    for (size_t j = 0; j < segments[static_cast<size_t>(s)].size(); ++j) {
+      tok[row + 1 + j] = segments[static_cast<size_t>(s)][j];
+      pad[row + 1 + j] = 0;
+      select[row + 1 + j] = 1;  // the <s> output is not docked
+    }
+  }
+  SpanInputs sp;
+  sp.encoder = encoder;
+  sp.tokens = Tensor::from_vector<int64_t>({S, L}, tok);
+  sp.padding = Tensor::from_vector<uint8_t>({S, L}, pad);
+  sp.select = Tensor::from_vector<uint8_t>({S, L}, select);
+  sp.target = std::move(target);
+  return sp;
+}
+
 StackOutput MetaLM::run(const StackInputs& in) {
   if (in.spans.empty()) return decoder_->run(in);
   MLM_CHECK(!in.dock_mask.defined() && in.state == nullptr, ValueError,

@@ -113,7 +113,7 @@ SemiCausalObjective::Prepared SemiCausalObjective::prepare(const SequenceBatch& 
   shift(r, o.pad_id, inputs, p.targets, p.score);
   std::vector<uint8_t> dock(static_cast<size_t>(r.B * r.T), 0);
   float* score = p.score.data<float>();
-  std::vector<std::vector<int64_t>> span_rows;  // [<s>] + span tokens, per span
+  std::vector<std::vector<int64_t>> span_rows;  // the span tokens, per span
   std::vector<int32_t> row(static_cast<size_t>(r.T + 1));
   for (int64_t b = 0; b < r.B; ++b) {
     int64_t n = 0;  // the row's length before its padding
@@ -125,7 +125,7 @@ SemiCausalObjective::Prepared SemiCausalObjective::prepare(const SequenceBatch& 
         data::sample_spans(row.data(), n, o.spans, row_seed(batch, b));
     data::apply_spans(spans, r.T, o.span_loss, dock.data() + b * r.T, score + b * r.T);
     for (const data::Span& s : spans) {
-      std::vector<int64_t> seq = {o.bos_id};
+      std::vector<int64_t> seq;
       seq.insert(seq.end(), row.begin() + s.begin, row.begin() + s.end);
       span_rows.push_back(std::move(seq));
       p.span_tokens += s.size();
@@ -133,24 +133,8 @@ SemiCausalObjective::Prepared SemiCausalObjective::prepare(const SequenceBatch& 
   }
   p.inputs.tokens = inputs;
   if (span_rows.empty()) return p;
-  const int64_t S = static_cast<int64_t>(span_rows.size());
-  int64_t L = 0;
-  for (const auto& s : span_rows) L = std::max<int64_t>(L, static_cast<int64_t>(s.size()));
-  std::vector<int64_t> tok(static_cast<size_t>(S * L), o.pad_id);
-  std::vector<uint8_t> pad(tok.size(), 1), select(tok.size(), 0);
-  for (int64_t s = 0; s < S; ++s)
-    for (size_t j = 0; j < span_rows[s].size(); ++j) {
-      tok[s * L + j] = span_rows[s][j];
-      pad[s * L + j] = 0;
-      select[s * L + j] = j > 0;  // the <s> output is not docked
-    }
-  models::SpanInputs sp;
-  sp.encoder = o.encoder;
-  sp.tokens = Tensor::from_vector<int64_t>({S, L}, tok);
-  sp.padding = Tensor::from_vector<uint8_t>({S, L}, pad);
-  sp.select = Tensor::from_vector<uint8_t>({S, L}, select);
-  sp.target = Tensor::from_vector<uint8_t>({r.B, r.T}, dock);
-  p.inputs.spans.push_back(std::move(sp));
+  p.inputs.spans.push_back(models::make_span_inputs(
+      o.encoder, span_rows, Tensor::from_vector<uint8_t>({r.B, r.T}, dock), o.bos_id, o.pad_id));
   return p;
 }
 

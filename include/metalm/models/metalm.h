@@ -45,4 +45,11 @@ class MetaLM : public Model {
   std::vector<std::pair<std::string, std::shared_ptr<nn::Connector>>> connectors_;
 };
 
+// The SpanInputs of docked segments: row s is [<s>] + segments[s], right-padded with pad_id,
+// every token but <s> selected; `target` (u8 [B, T] with as many ones as the segments have ids,
+// in row-major order, or undefined for span_features alone) is where they dock.
+SpanInputs make_span_inputs(const std::string& encoder,
+                            const std::vector<std::vector<int64_t>>& segments, Tensor target,
+                            int64_t bos_id, int64_t pad_id);
+
 }  // namespace metalm::models

@@ -10,7 +10,10 @@ namespace {
 
 SequenceBatch to_sequences(const data::Batch& b, uint64_t seed) {
   const int64_t T = b.tokens.size(1);
-  return {ops::concat({b.tokens, b.targets.slice(1, T - 1, T)}, 1).contiguous(), seed};
+  SequenceBatch s;
+  s.ids = ops::concat({b.tokens, b.targets.slice(1, T - 1, T)}, 1).contiguous();
+  s.seed = seed;
+  return s;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "metalm/core/tensor.h"
 #include "metalm/data/mlm.h"
@@ -18,8 +19,15 @@ namespace metalm::train {
 // Packed sequences: ids i64 [B, T + 1], each row starting with <s> and pad-filled at the end.
 // The model reads ids[:, :-1] and predicts ids[:, 1:].
 struct SequenceBatch {
+  SequenceBatch() = default;
+  SequenceBatch(Tensor ids_, uint64_t seed_) : ids(std::move(ids_)), seed(seed_) {}
   Tensor ids;
   uint64_t seed = 0;  // for the objective's draws (spans, masking), one stream per row
+  // Fine-tuning batches (train/finetune.h) also say, per model position [B, T]: which targets
+  // count (f32 score), which packed example each position belongs to (i32 segments, attention
+  // stays inside one), its position in that example (i64), and which input tokens pass through
+  // the docked encoder (u8 dock). Undefined for pretraining batches.
+  Tensor score, segments, positions, dock;
 };
 
 struct LossOutput {

@@ -42,5 +42,6 @@ Command add_pretrain_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_chat_command(CLI::App& app);
+Command add_finetune_command(CLI::App& app);
 
 }  // namespace metalm::apps

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
                                          add_plot_command(app),
                                          add_tokenizer_command(app), add_pretrain_command(app),
                                          add_generate_command(app), add_eval_command(app),
-                                         add_chat_command(app)};
+                                         add_chat_command(app), add_finetune_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

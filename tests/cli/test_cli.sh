@@ -7,7 +7,7 @@ bin="$1"; configs="$2"
 source "$(dirname "$0")/lib.sh"
 
 "$bin" --help >/dev/null && ok || bad "--help"
-for cmd in init forward info toy-lm plot pretrain generate eval chat; do
+for cmd in init forward info toy-lm plot pretrain generate eval chat finetune; do
   "$bin" "$cmd" --help | grep -q "Example:" && ok || bad "$cmd --help has no example"
 done
 

@@ -153,6 +153,44 @@ cmp -s "$work/c1" "$work/c2" && ok || bad "chat: greedy differs between runs"
 "$bin" chat --model "$work/gpt" --temperature 0.8 --max-new-tokens 6 --threads 1 < "$work/chatin" > "$work/c3" 2>&1 \
   && grep -q '^(error: .*has none' "$work/c3" && ok || bad "chat gpt: $(cat "$work/c3")"
 expect_error "chat without a model" "nope" "$bin" chat --model "$work/nope"
+# finetune: MetaLM with its LM frozen (the default), a GPT fully; multitask with templates and a
+# held-out cluster; resume; then eval on the fine-tuned model.
+ft=(--batch 4 --tokens-per-sample 48 --eval-every 10 --checkpoint-every 10 --lr 1e-3 --threads 1)
+"$bin" finetune --model "$work/metalm" --task "$work/dogs_train.jsonl" --out "$work/ft-metalm" "${ft[@]}" --steps 20 \
+  > "$work/ft.out" 2>"$work/ft.err" && ok || bad "finetune metalm: $(cat "$work/ft.err")"
+grep -q "(--train encoder: " "$work/ft.out" && ok || bad "finetune metalm: not --train encoder: $(head -3 "$work/ft.out")"
+for f in config.json model.safetensors tokenizer.model log.jsonl finetune.json latest; do
+  [ -s "$work/ft-metalm/$f" ] && ok || bad "finetune: no $f"
+done
+"$bin" eval --model "$work/ft-metalm" --task "$work/dogs_test.jsonl" --threads 1 > "$work/fte" 2>&1 \
+  && grep -q "^  accuracy" "$work/fte" && ok || bad "eval after finetune: $(cat "$work/fte")"
+"$bin" finetune --model "$work/gpt" --task "$work/dogs_train.jsonl" --out "$work/ft-gpt" "${ft[@]}" --steps 20 \
+  > "$work/ftg.out" 2>&1 && grep -q "(--train all: " "$work/ftg.out" && ok || bad "finetune gpt: $(tail -3 "$work/ftg.out")"
+sed 's/"choices"/"task": "other", "choices"/' "$work/dogs_train.jsonl" > "$work/other.jsonl"
+echo '{"dogs_train": {"cluster": "animals", "templates": ["{input} dog?", "is there a dog: {input}"], "turned": ["a sentence whose answer is {output}:"]},
+  "other": {"cluster": "misc"}}' > "$work/templates.json"
+"$bin" finetune --model "$work/metalm" --task "$work/dogs_train.jsonl" "$work/other.jsonl" --templates "$work/templates.json" \
+  --hold-out misc --train all --out "$work/ft-multi" "${ft[@]}" --steps 20 > "$work/ftm.out" 2>&1 \
+  && grep -q "held out: task other" "$work/ftm.out" && grep -q "task dogs_train:" "$work/ftm.out" && ok \
+  || bad "finetune multitask: $(tail -5 "$work/ftm.out")"
+# Resume: a run stopped at step 10 and resumed ends as the straight one.
+"$bin" finetune --model "$work/metalm" --task "$work/dogs_train.jsonl" --out "$work/ft-half" "${ft[@]}" --steps 10 \
+  --decay constant --warmup 0 >/dev/null 2>&1
+"$bin" finetune --model "$work/metalm" --task "$work/dogs_train.jsonl" --out "$work/ft-half" "${ft[@]}" \
+  --steps 20 --decay constant --warmup 0 --resume > "$work/ftr.out" 2>&1 && grep -q "^resumed from" "$work/ftr.out" && ok \
+  || bad "finetune --resume: $(tail -3 "$work/ftr.out")"
+"$bin" finetune --model "$work/metalm" --task "$work/dogs_train.jsonl" --out "$work/ft-full" "${ft[@]}" \
+  --steps 20 --decay constant --warmup 0 >/dev/null 2>&1
+cmp -s "$work/ft-half/model.safetensors" "$work/ft-full/model.safetensors" && ok || bad "finetune: resumed weights differ"
+expect_error "finetune --train encoder on a GPT" "has none" "$bin" finetune --model "$work/gpt" \
+  --task "$work/dogs_train.jsonl" --out "$work/ft-bad" --train encoder
+expect_error "finetune unknown cluster" "no task" "$bin" finetune --model "$work/gpt" \
+  --task "$work/dogs_train.jsonl" --out "$work/ft-bad" --hold-out nothing
+expect_error "finetune into a run" "--resume" "$bin" finetune --model "$work/gpt" \
+  --task "$work/dogs_train.jsonl" --out "$work/ft-gpt"
+echo '{"x": {"templates": ["no input"]}}' > "$work/badtemplates.json"
+expect_error "finetune bad templates" "exactly once" "$bin" finetune --model "$work/gpt" \
+  --task "$work/dogs_train.jsonl" --out "$work/ft-bad" --templates "$work/badtemplates.json"
 expect_error "generate from an encoder" "no decoder" "$bin" generate --model "$work/mlm" --prompt "the"
 expect_error "generate from nothing" "nope" "$bin" generate --model "$work/nope" --prompt "the"
 

@@ -9,7 +9,8 @@
 // _auto, the choice and its reason in the JSON). Prints one JSON line per case: median seconds
 // per step, tokens per step (the tokens of the model input: the decoder's, or the MLM encoder's),
 // model FLOPs (matmul only, training = 3x forward, as baselines.md counts them), and peak memory
-// (see time_and_report).
+// (see time_and_report). The decode case: batch-1 greedy generation through the KV cache, with
+// the memory read bandwidth it is bound by.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include "metalm/autograd/autograd.h"
 #include "metalm/core/allocator.h"
 #include "metalm/core/threads.h"
+#include "metalm/infer/generate.h"
 #include "metalm/models/factory.h"
 #include "metalm/models/metalm.h"
 #include "metalm/models/stack.h"
@@ -133,6 +135,81 @@ void bench_gpt_train(const std::string& name, int steps, const std::string& extr
     opt.zero_grad();
   };
   time_and_report(name, step, steps, 3.0 * forward_flops_per_token(true) * kBatch * kSeq, extra);
+}
+
+// ------------------------------------------------------------------ decoding
+
+// Read bandwidth of main memory: the best of 3 passes summing a 512 MiB buffer on every thread
+// (far beyond any cache), in GB/s. Batch-1 decoding reads every weight once per token, so
+// bandwidth / weight bytes bounds its tokens/s.
+double read_bandwidth_gbs() {
+  const size_t n = (512u << 20) / sizeof(float);
+  std::vector<float> buf(n, 1.0f);
+  double best = 0;
+  for (int trial = 0; trial < 3; ++trial) {
+    const auto a = std::chrono::steady_clock::now();
+    double sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (size_t i = 0; i < n; ++i) sum += buf[i];
+    const double s = seconds_since(a);
+    if (sum != static_cast<double>(n)) std::fprintf(stderr, "bandwidth check sum %f\n", sum);
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / s / 1e9);
+  }
+  return best;
+}
+
+// Greedy decoding at batch 1 through the KV cache (infer::generate): the GPT case's model, a
+// 128-token prompt, 128 new tokens. "seconds": a whole call (the prompt read once, then 127
+// one-token steps); "prefill_seconds": a call that generates one token (the prompt's forward).
+// bench/combine.py turns them into the decode rate and its fraction of the bandwidth bound.
+void bench_gpt_decode(const std::string& name, int steps, const std::string& extra) {
+  constexpr int64_t kPrompt = 128, kNew = 128;
+  nn::DecoderConfig cfg;
+  cfg.embed_dim = kDim;
+  cfg.attention_heads = kHeads;
+  cfg.ffn_embed_dim = kFfn;
+  cfg.layers = kLayers;
+  cfg.vocab_size = kVocab;
+  cfg.subln = false;
+  cfg.share_input_output_embed = true;
+  cfg.max_positions = kSeq;
+  nn::postprocess(cfg);
+  Generator gen(1);
+  models::Decoder model(cfg, gen);
+  model.eval();
+  Generator g(9);
+  std::vector<int64_t> prompt(kPrompt);
+  for (auto& x : prompt) x = g.randint(3, kVocab);
+  infer::GenerateOptions o;  // greedy, no stop ids: always kNew tokens
+  auto decode = [&](int64_t n) {
+    o.max_new_tokens = n;
+    return infer::generate(model, prompt, o);
+  };
+  decode(2);
+  std::vector<double> prefill;
+  for (int i = 0; i < steps; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    decode(1);
+    prefill.push_back(seconds_since(a));
+  }
+  std::sort(prefill.begin(), prefill.end());
+  std::vector<double> times;
+  for (int i = 0; i < steps; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    if (static_cast<int64_t>(decode(kNew).size()) != kNew) std::fprintf(stderr, "short decode\n");
+    times.push_back(seconds_since(a));
+  }
+  std::sort(times.begin(), times.end());
+  const double per_token = kLayers * 2.0 * (4.0 * kDim * kDim + 2.0 * kDim * kFfn) + 2.0 * kDim * kVocab;
+  const double weight_bytes = 4.0 * static_cast<double>(model.parameter_count());
+  std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"prefill_seconds\": %.6e, \"tokens\": %lld, "
+              "\"flops\": %.6e, \"weight_bytes\": %.0f, \"bandwidth_gbs\": %.2f, \"precision\": \"%s\", "
+              "\"threads\": %d%s}\n",
+              name.c_str(), times[times.size() / 2], prefill[prefill.size() / 2],
+              static_cast<long long>(kNew), per_token * (kPrompt + kNew), weight_bytes,
+              read_bandwidth_gbs(), ops::matmul_precision_name(ops::matmul_precision()),
+              get_num_threads(), extra.c_str());
+  std::fflush(stdout);
 }
 
 void bench_bert_forward(const std::string& name, int steps, const std::string& extra) {
@@ -309,7 +386,8 @@ int main(int argc, char** argv) {
       {"gpt_train_step_6L_d384_B8xT256", bench_gpt_train},
       {"mlm_train_step_6L_d384_B8xT256", bench_mlm_train},
       {"metalm_train_step_6L_d384_B8xT256", bench_metalm_train},
-      {"bert_encoder_forward_6L_d384_B8xT256", bench_bert_forward}};
+      {"bert_encoder_forward_6L_d384_B8xT256", bench_bert_forward},
+      {"gpt_decode_b1_6L_d384_V8192_p128_n128", bench_gpt_decode}};
   for (const auto& [base, run] : cases) {
     const std::string name = base + suffix;
     if (filter.empty() || name.find(filter) != std::string::npos) run(name, steps, extra);

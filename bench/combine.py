@@ -76,6 +76,21 @@ def model_row(name, ours, theirs, peak_of):
                 row["same_" + key] = all(r.get(key) == m[0][key] for r in m + b)
     if "draw_seconds" in m[0]:
         row["metalm_draw_seconds"] = m[0]["draw_seconds"]
+    if "prefill_seconds" in m[0]:  # decoding: the one-token steps after the prompt's forward
+        def decode_rate(r):
+            return (r["tokens"] - 1) / (r["seconds"] - r["prefill_seconds"])
+        row["metalm_decode_tokens_per_s"] = round(statistics.median(decode_rate(r) for r in m), 1)
+        row["metalm_prefill_seconds"] = round(statistics.median(r["prefill_seconds"] for r in m), 5)
+        if "weight_bytes" in m[0]:
+            bw = max(r["bandwidth_gbs"] for r in m)
+            row["bandwidth_gbs"] = bw
+            row["bandwidth_bound_tokens_per_s"] = round(bw * 1e9 / m[0]["weight_bytes"], 1)
+            row["bandwidth_fraction"] = round(row["metalm_decode_tokens_per_s"] /
+                                              row["bandwidth_bound_tokens_per_s"], 3)
+        if b:
+            row["baseline_decode_tokens_per_s"] = round(statistics.median(decode_rate(r) for r in b), 1)
+            row["decode_ratio"] = round(row["metalm_decode_tokens_per_s"] /
+                                        row["baseline_decode_tokens_per_s"], 3)
     if name.endswith("_bf16"):  # also against PyTorch's fp32 run of the same case
         b32 = theirs.get(name[: -len("_bf16")])
         if b32:

@@ -76,6 +76,40 @@ class Model(nn.Module):
         return x @ self.tok.weight.t() if lm_head else x
 
 
+PROMPT, NEW = 128, 128  # the decode case: batch 1, a 128-token prompt, 128 tokens generated
+
+
+def block_step(blk, x, cache, start):
+    """One Block over new positions [start, start + t) with a preallocated KV cache
+    (k, v: [1, H, T, D/H]), as metalm's IncrementalState keeps it."""
+    b, t, _ = x.shape
+    q, k, v = blk.qkv(blk.ln1(x)).view(b, t, 3, H, D // H).permute(2, 0, 3, 1, 4)
+    cache[0][:, :, start:start + t] = k
+    cache[1][:, :, start:start + t] = v
+    keys, values = cache[0][:, :, :start + t], cache[1][:, :, :start + t]
+    s = (q * (D // H) ** -0.5) @ keys.transpose(-1, -2)
+    if t > 1:  # the prompt: causal among its own positions
+        s = s.masked_fill(blk.mask[start:start + t, :start + t], float("-inf"))
+    a = (torch.softmax(s, -1) @ values).transpose(1, 2).reshape(b, t, D)
+    x = x + blk.out(a)
+    return x + blk.fc2(F.gelu(blk.fc1(blk.ln2(x))))
+
+
+def greedy_decode(gpt, prompt, new):
+    """Greedy continuation of prompt [1, P] by `new` tokens through the KV cache."""
+    caches = [(torch.empty(1, H, T, D // H), torch.empty(1, H, T, D // H)) for _ in gpt.blocks]
+    out, feed, start = [], prompt, 0
+    for _ in range(new):
+        x = gpt.tok(feed) + gpt.pos.weight[start:start + feed.size(1)]
+        for blk, c in zip(gpt.blocks, caches):
+            x = block_step(blk, x, c, start)
+        logits = gpt.ln(x[:, -1:]) @ gpt.tok.weight.t()
+        start += feed.size(1)
+        feed = logits.argmax(-1)
+        out.append(int(feed))
+    return out
+
+
 def flops_per_token(lm_head):
     return L * (2.0 * (4 * D * D + 2 * D * FFN) + 4.0 * T * D) + (2.0 * D * V if lm_head else 0)
 
@@ -131,6 +165,7 @@ def run(name, step, flops, steps, extra=None):
     print(json.dumps({"name": name, "seconds": ts[len(ts) // 2], "tokens": B * T, "flops": flops,
                       "peak_bytes": peak, "threads": torch.get_num_threads(),
                       "openblas_corename": openblas_corename(), **(extra or {})}), flush=True)
+    # (extra may replace "tokens": the decode case counts the tokens it generates)
 
 
 def main():
@@ -172,6 +207,26 @@ def main():
             opt.zero_grad(set_to_none=True)
         run(name, train_step, 3 * flops_per_token(True) * B * T, steps)
         del gpt, opt
+    name = "gpt_decode_b1_6L_d384_V8192_p128_n128" + suffix
+    if not flt or flt in name:
+        torch.manual_seed(1)
+        gpt = Model(causal=True).eval()
+        prompt = torch.randint(3, V, (1, PROMPT))
+
+        def decode(n):
+            with torch.no_grad(), autocast():
+                return greedy_decode(gpt, prompt, n)
+        decode(2)
+        prefill = []
+        for _ in range(steps):
+            a = time.perf_counter()
+            decode(1)
+            prefill.append(time.perf_counter() - a)
+        prefill.sort()
+        per_token = (L * 2.0 * (4 * D * D + 2 * D * FFN) + 2.0 * D * V)
+        run(name, lambda: decode(NEW), per_token * (PROMPT + NEW), steps,
+            {"tokens": NEW, "prefill_seconds": prefill[len(prefill) // 2]})
+        del gpt
     name = "mlm_train_step_6L_d384_B8xT256" + suffix
     if not flt or flt in name:
         # The encoder reads all T ids of a row; logits and cross entropy on every position.

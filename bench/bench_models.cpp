@@ -111,17 +111,23 @@ void time_and_report(const std::string& name, const Step& step, int steps, doubl
   std::fflush(stdout);
 }
 
-void bench_gpt_train(const std::string& name, int steps, const std::string& extra) {
+// The GPT of the train and decode cases: a plain Pre-LN decoder, as the PyTorch baseline.
+nn::DecoderConfig gpt_config() {
   nn::DecoderConfig cfg;
   cfg.embed_dim = kDim;
   cfg.attention_heads = kHeads;
   cfg.ffn_embed_dim = kFfn;
   cfg.layers = kLayers;
   cfg.vocab_size = kVocab;
-  cfg.subln = false;  // plain Pre-LN GPT, as the PyTorch baseline
+  cfg.subln = false;
   cfg.share_input_output_embed = true;
   cfg.max_positions = kSeq;
   nn::postprocess(cfg);
+  return cfg;
+}
+
+void bench_gpt_train(const std::string& name, int steps, const std::string& extra) {
+  const nn::DecoderConfig cfg = gpt_config();
   Generator gen(1);
   models::Decoder model(cfg, gen);
   train::AdamW opt({{model.trainable_parameters(), {}, 0.01, 1.0}}, {3e-4, 0.9, 0.98, 1e-8});
@@ -164,18 +170,8 @@ double read_bandwidth_gbs() {
 // bench/combine.py turns them into the decode rate and its fraction of the bandwidth bound.
 void bench_gpt_decode(const std::string& name, int steps, const std::string& extra) {
   constexpr int64_t kPrompt = 128, kNew = 128;
-  nn::DecoderConfig cfg;
-  cfg.embed_dim = kDim;
-  cfg.attention_heads = kHeads;
-  cfg.ffn_embed_dim = kFfn;
-  cfg.layers = kLayers;
-  cfg.vocab_size = kVocab;
-  cfg.subln = false;
-  cfg.share_input_output_embed = true;
-  cfg.max_positions = kSeq;
-  nn::postprocess(cfg);
   Generator gen(1);
-  models::Decoder model(cfg, gen);
+  models::Decoder model(gpt_config(), gen);
   model.eval();
   Generator g(9);
   std::vector<int64_t> prompt(kPrompt);

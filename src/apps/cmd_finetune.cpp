@@ -29,12 +29,20 @@ struct FinetuneCliOptions {
   CommonOptions common;
   std::string model, out, train = "auto", templates;
   std::vector<std::string> tasks, valid, hold_out;
-  int64_t tokens_per_sample = 256, batch = 8, accumulation = 1, max_per_task = 0;
-  int64_t steps = 500, warmup = 50, eval_every = 100, eval_batches = 8;
-  int64_t checkpoint_every = 200, keep_last = 2, log_every = 10;
-  double minutes = 0, lr = 2e-4, weight_decay = 0.01, clip = 1.0, valid_fraction = 0.1;
-  std::string decay = "linear";
-  bool resume = false, no_pack = false, plain_input = false;
+  TrainingCliOptions t = [] {  // fine-tuning's defaults: shorter, gentler
+    TrainingCliOptions d;
+    d.steps = 500;
+    d.warmup = 50;
+    d.lr = 2e-4;
+    d.decay = "linear";
+    d.min_lr_ratio = 0.0;
+    d.eval_every = 100;
+    d.checkpoint_every = 200;
+    return d;
+  }();
+  int64_t tokens_per_sample = 256, batch = 8, max_per_task = 0;
+  double valid_fraction = 0.1;
+  bool no_pack = false, plain_input = false;
 };
 
 std::vector<data::TaskExample> read_all(const std::vector<std::string>& files) {
@@ -51,8 +59,8 @@ int run_finetune(const FinetuneCliOptions& o) {
   const std::map<std::string, data::TaskTemplates> templates =
       o.templates.empty() ? std::map<std::string, data::TaskTemplates>{} : data::read_templates(o.templates);
   const std::string latest = train::latest_checkpoint(o.out);
-  const bool resuming = o.resume && !latest.empty();
-  MLM_CHECK(o.resume || latest.empty(), ValueError, "[finetune] --out ", o.out, " holds a run already (",
+  const bool resuming = o.t.resume && !latest.empty();
+  MLM_CHECK(o.t.resume || latest.empty(), ValueError, "[finetune] --out ", o.out, " holds a run already (",
             latest, "): add --resume to continue it, or give another --out");
 
   // Training and validation examples; held-out clusters leave both.
@@ -112,26 +120,11 @@ int run_finetune(const FinetuneCliOptions& o) {
   std::unique_ptr<train::FixedBatches> valid_batches;
   if (!valid_ex.empty())
     valid_batches = std::make_unique<train::FixedBatches>(
-        train::FinetuneBatches(tok, valid_ex, templates, d).one_pass(o.eval_batches));
+        train::FinetuneBatches(tok, valid_ex, templates, d).one_pass(o.t.eval_batches));
   train::FinetuneObjective objective(d.render.encoder, static_cast<int32_t>(tok.bos_id()),
                                      static_cast<int32_t>(tok.spec().pad_id));
 
-  train::TrainerOptions to;
-  to.steps = o.steps;
-  to.minutes = o.minutes;
-  to.accumulation = o.accumulation;
-  to.adam.lr = o.lr;
-  to.schedule.warmup_steps = o.warmup;
-  to.schedule.total_steps = o.steps;
-  to.schedule.decay = train::parse_decay_kind(o.decay);
-  to.weight_decay = o.weight_decay;
-  to.clip = o.clip;
-  to.log_every = o.log_every;
-  to.eval_every = o.eval_every;
-  to.eval_batches = o.eval_batches;
-  to.checkpoint_every = o.checkpoint_every;
-  to.keep_last = o.keep_last;
-  to.out_dir = o.out;
+  const train::TrainerOptions to = trainer_options(o.t, o.out);
   train::Trainer trainer(*model, objective, batches, valid_batches.get(), to);
   if (resuming) {
     trainer.resume(o.out);
@@ -184,22 +177,9 @@ Command add_finetune_command(CLI::App& app) {
   cmd->add_option("--valid-fraction", o->valid_fraction, "share of each task held out for validation")->capture_default_str()->check(CLI::Range(0.0, 0.5));
   cmd->add_option("--tokens-per-sample", o->tokens_per_sample, "ids per packed row")->capture_default_str()->check(CLI::Range(8, 1 << 20));
   cmd->add_option("--batch", o->batch, "rows per batch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--accumulation", o->accumulation, "batches per optimizer step")->capture_default_str()->check(CLI::PositiveNumber);
+  add_training_options(cmd, o->t);
   cmd->add_flag("--no-pack", o->no_pack, "one example per row");
   cmd->add_flag("--plain-input", o->plain_input, "give inputs to the decoder as tokens, not through the encoder");
-  cmd->add_option("--steps", o->steps, "optimizer steps")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--minutes", o->minutes, "wall-time budget (0 = none); saves and stops")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--lr", o->lr, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", o->warmup, "warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--decay", o->decay, "cosine | linear | constant")->capture_default_str()->check(CLI::IsMember({"cosine", "linear", "constant"}));
-  cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--clip", o->clip, "gradient norm clip (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--eval-every", o->eval_every, "validation interval in steps (0 = at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--eval-batches", o->eval_batches, "validation batches")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--checkpoint-every", o->checkpoint_every, "checkpoint interval (0 = at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--keep-last", o->keep_last, "checkpoints kept")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--log-every", o->log_every, "progress line interval")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_flag("--resume", o->resume, "continue from the latest checkpoint in --out, if any");
   return {cmd, &o->common, [o] { return run_finetune(*o); }};
 }
 

@@ -29,13 +29,9 @@ struct PretrainOptions {
   std::string config, tokenizer, out, cache, objective = "causal", init_encoder;
   std::vector<std::string> data;
   std::string doc_split = "paragraph";
-  int64_t tokens_per_sample = 256, batch = 8, accumulation = 1;
-  int64_t steps = 1000, warmup = 100, eval_every = 200, eval_batches = 8;
-  int64_t checkpoint_every = 500, keep_last = 2, log_every = 10;
-  double minutes = 0, lr = 6e-4, min_lr_ratio = 0.1, weight_decay = 0.01, clip = 1.0;
-  double beta1 = 0.9, beta2 = 0.98, valid_fraction = 0.02;
-  std::string decay = "cosine";
-  bool resume = false;
+  TrainingCliOptions t;  // pretrain's defaults: TrainingCliOptions' own
+  int64_t tokens_per_sample = 256, batch = 8;
+  double valid_fraction = 0.02;
   // semi-causal
   std::string encoder = "text", span_loss = "exact";
   int64_t span_length = 64, encoder_train_layers = 1;
@@ -90,8 +86,8 @@ int run_pretrain(const PretrainOptions& o) {
             "than that get no spans), got ", o.tokens_per_sample);
 
   const std::string latest = train::latest_checkpoint(o.out);  // "" when --out holds no run
-  const bool resuming = o.resume && !latest.empty();
-  MLM_CHECK(o.resume || latest.empty(), ValueError, "[pretrain] --out ", o.out,
+  const bool resuming = o.t.resume && !latest.empty();
+  MLM_CHECK(o.t.resume || latest.empty(), ValueError, "[pretrain] --out ", o.out,
             " holds a run already (", latest, "): add --resume to continue it, or give another --out");
 
   // The corpus: tokenized once into a cache shared by runs with the same tokenizer.
@@ -143,7 +139,7 @@ int run_pretrain(const PretrainOptions& o) {
   std::unique_ptr<train::FixedBatches> valid;
   if (!valid_src.empty())
     valid = std::make_unique<train::FixedBatches>(
-        train::first_batches(valid_src, o.batch, o.eval_batches, o.common.seed + 1));
+        train::first_batches(valid_src, o.batch, o.t.eval_batches, o.common.seed + 1));
 
   // The model: fresh, or built empty for the checkpoint to fill.
   std::unique_ptr<models::Model> model = models::build_model(cfg, {o.common.seed, !resuming});
@@ -195,23 +191,7 @@ int run_pretrain(const PretrainOptions& o) {
   sc.pad_id = obj.pad_id;
   const std::unique_ptr<train::Objective> objective = train::make_objective(obj);
 
-  train::TrainerOptions to;
-  to.steps = o.steps;
-  to.minutes = o.minutes;
-  to.accumulation = o.accumulation;
-  to.adam = {o.lr, o.beta1, o.beta2, 1e-8};
-  to.schedule.warmup_steps = o.warmup;
-  to.schedule.total_steps = o.steps;
-  to.schedule.decay = train::parse_decay_kind(o.decay);
-  to.schedule.min_lr_ratio = o.min_lr_ratio;
-  to.weight_decay = o.weight_decay;
-  to.clip = o.clip;
-  to.log_every = o.log_every;
-  to.eval_every = o.eval_every;
-  to.eval_batches = o.eval_batches;
-  to.checkpoint_every = o.checkpoint_every;
-  to.keep_last = o.keep_last;
-  to.out_dir = o.out;
+  const train::TrainerOptions to = trainer_options(o.t, o.out);
   train::Trainer trainer(*model, *objective, batches, valid.get(), to);
   // A GPT is also scored on exactly the targets a MetaLM run scores (same validation batches,
   // same seeds, so the same spans): the like-with-like comparison of the main job.
@@ -223,7 +203,7 @@ int run_pretrain(const PretrainOptions& o) {
       model->eval();
       valid->rewind();
       double sum = 0, scored = 0;
-      for (size_t i = 0; i < std::min<size_t>(valid->size(), static_cast<size_t>(o.eval_batches)); ++i) {
+      for (size_t i = 0; i < std::min<size_t>(valid->size(), static_cast<size_t>(o.t.eval_batches)); ++i) {
         const train::SequenceBatch b = valid->next();
         const train::LossOutput l = causal.loss_on(*model, b, positions.prepare(b).score);
         sum += l.loss.item<double>() * l.scored;
@@ -242,8 +222,8 @@ int run_pretrain(const PretrainOptions& o) {
               o.out.c_str(), cfg.model_type.c_str(),
               static_cast<double>(model->parameter_count()) / 1e6,
               static_cast<double>(model->parameter_count(true)) / 1e6, o.objective.c_str(),
-              static_cast<unsigned long long>(train_tokens), static_cast<long long>(o.steps),
-              static_cast<long long>(o.batch * o.accumulation),
+              static_cast<unsigned long long>(train_tokens), static_cast<long long>(o.t.steps),
+              static_cast<long long>(o.batch * o.t.accumulation),
               static_cast<long long>(o.tokens_per_sample - 1));
   std::fflush(stdout);
   const int rc = trainer.run();
@@ -278,24 +258,8 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_option("--tokens-per-sample", o->tokens_per_sample, "packed sequence length (with <s>)")
       ->capture_default_str()->check(CLI::Range(3, 1 << 20));
   cmd->add_option("--batch", o->batch, "sequences per batch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--accumulation", o->accumulation, "batches per optimizer step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", o->steps, "optimizer steps")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--minutes", o->minutes, "wall-time budget (0 = none); saves and stops")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--lr", o->lr, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", o->warmup, "warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--decay", o->decay, "cosine | linear | constant")->capture_default_str()
-      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
-  cmd->add_option("--min-lr-ratio", o->min_lr_ratio, "the decay's floor, as a share of --lr")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--beta2", o->beta2, "AdamW beta2")->capture_default_str()->check(CLI::Range(0.0, 0.9999999));
-  cmd->add_option("--clip", o->clip, "gradient norm clip (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--eval-every", o->eval_every, "validation interval in steps (0 = at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--eval-batches", o->eval_batches, "validation batches")->capture_default_str()->check(CLI::PositiveNumber);
+  add_training_options(cmd, o->t);
   cmd->add_option("--valid-fraction", o->valid_fraction, "documents held out per source")->capture_default_str()->check(CLI::Range(0.0, 0.5));
-  cmd->add_option("--checkpoint-every", o->checkpoint_every, "checkpoint interval (0 = at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--keep-last", o->keep_last, "checkpoints kept")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--log-every", o->log_every, "progress line interval")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_flag("--resume", o->resume, "continue from the latest checkpoint in --out, if any");
   cmd->add_option("--init-encoder", o->init_encoder, "semi-causal: an MLM-pretrained encoder model directory to dock");
   cmd->add_option("--encoder", o->encoder, "semi-causal: the docked encoder's name")->capture_default_str();
   cmd->add_option("--encoder-train-layers", o->encoder_train_layers, "semi-causal: top encoder layers that train (the rest is frozen)")->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -31,4 +31,45 @@ ops::ComputeMode compute_mode(const CommonOptions& o) {
   return {c.precision, false};
 }
 
+void add_training_options(CLI::App* cmd, TrainingCliOptions& o) {
+  cmd->add_option("--accumulation", o.accumulation, "batches per optimizer step")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", o.steps, "optimizer steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--minutes", o.minutes, "wall-time budget (0 = none); saves and stops")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", o.warmup, "warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--decay", o.decay, "cosine | linear | constant")->capture_default_str()
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  cmd->add_option("--min-lr-ratio", o.min_lr_ratio, "the decay's floor, as a share of --lr")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str()->check(CLI::Range(0.0, 0.9999999));
+  cmd->add_option("--clip", o.clip, "gradient norm clip (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--eval-every", o.eval_every, "validation interval in steps (0 = at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--eval-batches", o.eval_batches, "validation batches")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--checkpoint-every", o.checkpoint_every, "checkpoint interval (0 = at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--keep-last", o.keep_last, "checkpoints kept")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--log-every", o.log_every, "progress line interval")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--resume", o.resume, "continue from the latest checkpoint in --out, if any");
+}
+
+train::TrainerOptions trainer_options(const TrainingCliOptions& o, const std::string& out_dir) {
+  train::TrainerOptions to;
+  to.steps = o.steps;
+  to.minutes = o.minutes;
+  to.accumulation = o.accumulation;
+  to.adam = {o.lr, o.beta1, o.beta2, 1e-8};
+  to.schedule.warmup_steps = o.warmup;
+  to.schedule.total_steps = o.steps;
+  to.schedule.decay = train::parse_decay_kind(o.decay);
+  to.schedule.min_lr_ratio = o.min_lr_ratio;
+  to.weight_decay = o.weight_decay;
+  to.clip = o.clip;
+  to.log_every = o.log_every;
+  to.eval_every = o.eval_every;
+  to.eval_batches = o.eval_batches;
+  to.checkpoint_every = o.checkpoint_every;
+  to.keep_last = o.keep_last;
+  to.out_dir = out_dir;
+  return to;
+}
+
 }  // namespace metalm::apps

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "metalm/ops/matmul.h"
+#include "metalm/train/trainer.h"
 
 namespace metalm::apps {
 
@@ -22,6 +23,20 @@ void add_common(CLI::App* cmd, CommonOptions& o);
 void add_precision(CLI::App* cmd, CommonOptions& o);
 // The compute mode the options ask for.
 ops::ComputeMode compute_mode(const CommonOptions& o);
+
+// The trainer's options, shared by pretrain and finetune (each sets its own defaults first).
+struct TrainingCliOptions {
+  int64_t steps = 1000, warmup = 100, accumulation = 1, eval_every = 200, eval_batches = 8;
+  int64_t checkpoint_every = 500, keep_last = 2, log_every = 10;
+  double minutes = 0, lr = 6e-4, min_lr_ratio = 0.1, weight_decay = 0.01, clip = 1.0;
+  double beta1 = 0.9, beta2 = 0.98;
+  std::string decay = "cosine";
+  bool resume = false;
+};
+// --steps, --minutes, --lr, --warmup, --decay, ... --resume.
+void add_training_options(CLI::App* cmd, TrainingCliOptions& o);
+// What the trainer takes, writing into out_dir.
+train::TrainerOptions trainer_options(const TrainingCliOptions& o, const std::string& out_dir);
 
 // A subcommand: add(app) registers it and its options; the returned function runs it (after
 // parsing, with the thread count already set) and returns the exit code.

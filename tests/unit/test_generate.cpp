@@ -3,6 +3,8 @@
 // stop ids end it; a full context slides.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <algorithm>
 #include <cmath>
 
@@ -182,6 +184,36 @@ TEST(Beam, BeamOneIsGreedyAndBadOptionsAreErrors) {
   b.max_new_tokens = dec.config.max_positions;
   fails(b, {5}, "exceed the decoder");
   fails(o, {}, "prompt is empty");
+}
+
+// Batched beam search: prompts of different lengths, left-padded in one cache, each searched
+// as beam_search does it alone (the same hypotheses in the same order, scores to float
+// rounding), prompts finishing at different steps.
+TEST(Beam, BatchedSearchEqualsEachPromptAlone) {
+  Generator g(6);
+  models::Decoder dec(test::tiny_decoder(), g);
+  infer::BeamOptions o;
+  o.beam = 3;
+  o.length_penalty = 0.6;
+  o.max_new_tokens = 12;
+  o.no_repeat_ngram = 2;
+  o.eos_id = 2;
+  const std::vector<std::vector<int64_t>> prompts = {{5, 6, 7}, {9, 3, 11, 12, 4, 8, 20}, {30}};
+  std::vector<infer::DecoderPrompt> batch(prompts.begin(), prompts.end());
+  const auto got = infer::beam_search_batch(dec, batch, o);
+  ASSERT_EQ(got.size(), prompts.size());
+  std::set<size_t> lengths;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    const auto alone = infer::beam_search(dec, prompts[p], o);
+    ASSERT_EQ(got[p].size(), alone.size()) << "prompt " << p;
+    for (size_t h = 0; h < alone.size(); ++h) {
+      EXPECT_EQ(got[p][h].tokens, alone[h].tokens) << "prompt " << p << " hypothesis " << h;
+      EXPECT_NEAR(got[p][h].score, alone[h].score, 1e-5) << "prompt " << p << " hypothesis " << h;
+      lengths.insert(alone[h].tokens.size());
+    }
+  }
+  EXPECT_GT(lengths.size(), 1u);  // hypotheses finished at different steps
+  EXPECT_TRUE(test::throws_with<ValueError>([&] { infer::beam_search_batch(dec, {}, o); }, "no prompts"));
 }
 
 // Top-p keeps the smallest most-likely prefix whose mass reaches p (the crossing id included)

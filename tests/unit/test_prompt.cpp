@@ -222,6 +222,28 @@ TEST_F(PromptTest, DockedScoringAndBeamSearchAgreeWithTheTrainingPath) {
   EXPECT_NEAR(hyps[0].sum_logprob, rescored[0].sum_logprob, 1e-4);
 }
 
+// Docked prompts in one batched beam search: each as it searches alone.
+TEST_F(PromptTest, BatchedBeamSearchOfDockedPrompts) {
+  auto m = metalm();
+  auto& lm = dynamic_cast<models::MetaLM&>(*m);
+  std::vector<infer::DecoderPrompt> prompts;
+  for (const char* text : {"{{the film was great}} sentiment:", "review: {{awful plot and bad acting}} it was"})
+    prompts.push_back(infer::prepare_prompt(lm, infer::parse_prompt(tok(), text, "text"), tok().bos_id()));
+  infer::BeamOptions b;
+  b.beam = 2;
+  b.max_new_tokens = 6;
+  b.eos_id = tok().eos_id();
+  const auto got = infer::beam_search_batch(lm.decoder(), prompts, b);
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    const auto alone = infer::beam_search(lm.decoder(), prompts[p], b);
+    ASSERT_EQ(got[p].size(), alone.size());
+    for (size_t h = 0; h < alone.size(); ++h) {
+      EXPECT_EQ(got[p][h].tokens, alone[h].tokens) << p << " " << h;
+      EXPECT_NEAR(got[p][h].sum_logprob, alone[h].sum_logprob, 1e-4) << p << " " << h;
+    }
+  }
+}
+
 // Two turns through one cache give the reply that generate() gives on the whole history, and
 // nothing is read twice: each docked segment is encoded once, each token decoded once.
 TEST_F(PromptTest, ChatReusesTheCacheAcrossTurns) {

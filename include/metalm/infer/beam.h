@@ -3,8 +3,8 @@
 // forced at max_new_tokens; the top 2 x beam candidates of beam x vocab; those ending in EOS and
 // ranked within the first `beam` are finished with score S / L^length_penalty (S the summed
 // log-probabilities, L the generated tokens including EOS); the first `beam` others continue.
-// The search ends when `beam` hypotheses are finished. One prompt; the KV cache is reordered
-// in place (IncrementalState::select_rows), never recomputed.
+// The search ends when `beam` hypotheses are finished. The KV cache is reordered in place
+// (IncrementalState::select_rows), never recomputed.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -35,6 +35,14 @@ struct Hypothesis {
 // vectors; non-empty), best first.
 std::vector<Hypothesis> beam_search(models::Decoder& decoder, const DecoderPrompt& prompt,
                                     const BeamOptions& options);
+
+// Several prompts at once (ids or docked; lengths may differ: left-padded, as generate_batch):
+// one cache whose rows are the live hypotheses of every prompt still searching; each prompt's
+// hypotheses equal beam_search on it alone (tested). The longest prompt plus max_new_tokens + 1
+// must fit the decoder's positions.
+std::vector<std::vector<Hypothesis>> beam_search_batch(models::Decoder& decoder,
+                                                       const std::vector<DecoderPrompt>& prompts,
+                                                       const BeamOptions& options);
 
 // fairseq's NGramRepeatBlock on one hypothesis (exposed for tests): sets lp[t] = -inf for every
 // token t after which the last n tokens of tokens + [t] would be an n-gram already in tokens.

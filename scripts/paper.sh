@@ -124,11 +124,16 @@ for kind in metalm gpt; do
 done
 
 seconds=$(( $(date +%s) - start ))
+if [ "$quick" = 1 ]; then
+  pretrained="40 steps of each on the KJV and Moby-Dick (\`$base\`, the quick check)"
+else
+  pretrained="the main job's (\`$base\`: MetaLM and a GPT of the same decoder, the same data, steps and seed)"
+fi
 command="bash scripts/paper.sh$([ "$quick" = 1 ] && echo " --quick")"
 target=docs/results.md
 [ "$quick" = 1 ] && target="$out/results.md"
 /usr/bin/python3 scripts/paper_table.py "$results" --command "$command" --seconds "$seconds" \
-  --ft-steps "$ft_steps" --n-eval "$n_eval" --host "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores" \
+  --ft-steps "$ft_steps" --n-eval "$n_eval" --pretrained "$pretrained" --host "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores" \
   > "$target.tmp"
 mv "$target.tmp" "$target"
 echo "wrote $target ($seconds s)"

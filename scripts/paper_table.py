@@ -14,6 +14,7 @@ def main():
     ap.add_argument("--ft-steps", type=int, required=True)
     ap.add_argument("--n-eval", type=int, required=True)
     ap.add_argument("--host", required=True)
+    ap.add_argument("--pretrained", required=True, help="where the pretrained models came from")
     a = ap.parse_args()
     rows = [json.loads(line) for line in open(a.results) if line.strip()]
     by = {}
@@ -37,8 +38,7 @@ def main():
     w("# Results: the MetaLM paper in miniature\n")
     w(f"Produced by `{a.command}` in {a.seconds // 60} min {a.seconds % 60} s on {a.host}. "
       f"Accuracy (%) on each task's test split (at most {a.n_eval} examples), with 95% bootstrap "
-      f"intervals in brackets (`metalm eval`, 1000 resamples). The pretrained models are the main "
-      f"job's (`runs/main`: MetaLM and a GPT of the same decoder, the same data and steps); "
+      f"intervals in brackets (`metalm eval`, 1000 resamples). The pretrained models: {a.pretrained}; "
       f"single-task runs fine-tune {a.ft_steps} steps, multitask and instruction runs twice that. "
       f"Tasks: `scripts/make_tasks.sh`; templates: `configs/tasks/templates.json` (the first one "
       f"of each task is the evaluation prompt).\n")

@@ -83,8 +83,10 @@ int run_finetune(const FinetuneCliOptions& o) {
   if (o.valid.empty()) {  // a seeded share of each task's examples
     std::vector<data::TaskExample> rest;
     for (data::TaskExample& e : train_ex) {
-      const double u = Generator::uniform_at(o.common.seed, Generator::hash(std::hash<std::string>{}(e.task),
-                                                                             static_cast<uint64_t>(e.line)));
+      uint64_t task_hash = 1469598103934665603ull;  // FNV-1a: the same split on every machine
+      for (const unsigned char c : e.task) task_hash = (task_hash ^ c) * 1099511628211ull;
+      const double u = Generator::uniform_at(o.common.seed,
+                                             Generator::hash(task_hash, static_cast<uint64_t>(e.line)));
       (u < o.valid_fraction ? valid_ex : rest).push_back(std::move(e));
     }
     train_ex = std::move(rest);
@@ -97,8 +99,12 @@ int run_finetune(const FinetuneCliOptions& o) {
 
   std::unique_ptr<models::Model> model = models::load_model(o.model, o.common.seed);
   model->compute = compute_mode(o.common);
-  const bool metalm = dynamic_cast<models::MetaLM*>(model.get()) != nullptr;
-  const std::string mode = o.train == "auto" ? (metalm ? "encoder" : "all") : o.train;
+  // The encoder trains only where inputs pass through it.
+  const bool docks = !infer::default_encoder(*model).empty() && !o.plain_input;
+  MLM_CHECK(o.train != "encoder" || docks, ValueError, "[finetune] --train encoder trains the "
+            "docked encoder, which ", o.plain_input ? "--plain-input bypasses" : "this model lacks",
+            ": use --train all or lm");
+  const std::string mode = o.train == "auto" ? (docks ? "encoder" : "all") : o.train;
   train::set_trainable(*model, mode);
 
   train::FinetuneDataOptions d;

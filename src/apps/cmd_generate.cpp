@@ -84,7 +84,17 @@ int run_generate(const GenerateCliOptions& o) {
     MLM_CHECK(!s.empty(), ValueError, "[generate] --stop: an empty stop string");
   if (!o.stops.empty())
     g.stop_when = [&](const std::vector<int64_t>& ids) {
-      const std::string text = tok.decode(std::vector<int32_t>(ids.begin(), ids.end()));
+      std::string text;  // </line> as the line break it prints as
+      std::vector<int32_t> run;
+      for (const int64_t id : ids) {
+        if (id != tok.spec().line_end_id) {
+          run.push_back(static_cast<int32_t>(id));
+          continue;
+        }
+        text += tok.decode(run) + "\n";
+        run.clear();
+      }
+      text += tok.decode(run);
       for (const std::string& s : o.stops)
         if (text.find(s) != std::string::npos) return true;
       return false;
@@ -106,6 +116,8 @@ int run_generate(const GenerateCliOptions& o) {
     for (const int64_t id : g.banned_ids)
       if (id != b.eos_id) b.banned_ids.push_back(id);
     const int64_t room = decoder->stack_config().max_positions - prompt.size() - 1;
+    MLM_CHECK(room >= 1, ValueError, "[generate] the prompt is ", prompt.size(), " tokens: no "
+              "room for --beam in the model's ", decoder->stack_config().max_positions, " positions");
     b.max_new_tokens = std::min(o.max_new_tokens, room);
     if (b.max_new_tokens < o.max_new_tokens)
       std::fprintf(stderr, "[generate] --beam: at most %lld new tokens fit the context\n",

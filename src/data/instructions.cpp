@@ -27,9 +27,15 @@ std::map<std::string, TaskTemplates> read_templates(const std::string& path) {
     for (const std::string& s : t.templates)
       if (s.find("{input}") == std::string::npos || s.find("{input}") != s.rfind("{input}"))
         at.fail("templates", "\"" + s + "\" must hold {input} exactly once");
-    for (const std::string& s : t.turned)
+    for (const std::string& s : t.turned) {
       if (s.find("{output}") == std::string::npos || s.find("{output}") != s.rfind("{output}"))
         at.fail("turned", "\"" + s + "\" must hold {output} exactly once");
+      if (s.find("{input}") != std::string::npos)
+        at.fail("turned", "\"" + s + "\" holds {input}: a turned form asks for the input");
+    }
+    for (const std::string& s : t.templates)
+      if (s.find("{output}") != std::string::npos)
+        at.fail("templates", "\"" + s + "\" holds {output}: the output is what is asked for");
     out[task] = t;
   }
   return out;

@@ -51,13 +51,17 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(" \t\n\r") - b + 1);
 }
 
-// Generated ids to text: </line> as a line break, control tokens dropped, trimmed.
-std::string answer_text(const data::Tokenizer& tok, const std::vector<int64_t>& ids) {
+// Generated ids to text up to </s> or </doc> (a pretrained LM ends text with </doc>): </line>
+// as a line break, control tokens dropped, trimmed; with single_line, only the first line (the
+// answers hold no line break, and an LM goes on writing after one).
+std::string answer_text(const data::Tokenizer& tok, const std::vector<int64_t>& ids,
+                        bool single_line) {
   std::string text;
   std::vector<int32_t> run;
   for (const int64_t id : ids) {
-    if (id == tok.eos_id()) break;
+    if (id == tok.eos_id() || id == tok.spec().doc_end_id) break;
     if (id == tok.spec().line_end_id) {
+      if (single_line) break;
       text += tok.decode(run) + "\n";
       run.clear();
     } else {
@@ -70,8 +74,7 @@ std::string answer_text(const data::Tokenizer& tok, const std::vector<int64_t>& 
 std::vector<int64_t> banned_ids(const data::Tokenizer& tok) {
   std::vector<int64_t> ids;
   for (const int64_t id : {tok.spec().bos_id, tok.spec().pad_id, tok.spec().unk_id,
-                           tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id,
-                           tok.spec().doc_end_id})
+                           tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id})
     if (id >= 0) ids.push_back(id);
   return ids;
 }
@@ -223,6 +226,8 @@ TaskEvalResult evaluate_task(models::Model& model, const data::Tokenizer& tok,
               ": the prompt (", prompt.size(), " tokens) and its answer (", need,
               ") do not fit the model's ", limit, " positions");
     res.shortened += shortened;
+    const bool single_line = std::none_of(ex.answers.begin(), ex.answers.end(),
+                                          [](const std::string& a) { return a.find('\n') != std::string::npos; });
     const infer::DecoderPrompt dp = infer::prepare_prompt(model, prompt, tok.bos_id());
     if (!ex.choices.empty()) {
       const auto scores = infer::score_candidates(dec, dp, cands);
@@ -241,13 +246,15 @@ TaskEvalResult evaluate_task(models::Model& model, const data::Tokenizer& tok,
       b.eos_id = tok.eos_id();
       b.banned_ids = banned_ids(tok);
       const auto hyps = infer::beam_search(dec, dp, b);
-      res.predictions.push_back(hyps.empty() ? "" : answer_text(tok, hyps[0].tokens));
+      res.predictions.push_back(hyps.empty() ? "" : answer_text(tok, hyps[0].tokens, single_line));
     } else {
       infer::GenerateOptions g;
       g.max_new_tokens = o.max_new_tokens;
       g.stop_ids = {tok.eos_id()};
+      for (const int64_t id : {tok.spec().doc_end_id, single_line ? tok.spec().line_end_id : -1})
+        if (id >= 0) g.stop_ids.push_back(id);
       g.banned_ids = banned_ids(tok);
-      res.predictions.push_back(answer_text(tok, infer::generate(dec, dp, g)));
+      res.predictions.push_back(answer_text(tok, infer::generate(dec, dp, g), single_line));
     }
     if (progress) progress(static_cast<int64_t>(i) + 1, res.examples);
   }

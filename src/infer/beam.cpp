@@ -130,8 +130,7 @@ std::vector<std::vector<Hypothesis>> beam_search_batch(models::Decoder& dec,
   for (const DecoderPrompt& p : prompts) T = std::max(T, p.size());
   for (const DecoderPrompt& p : prompts) check(dec, p, o);  // the longest one must fit too
   NoGradGuard ng;
-  const bool was_training = dec.is_training();
-  dec.eval();
+  const nn::EvalModeGuard eval_mode(dec);
   const int64_t V = dec.config.vocab_size, P = static_cast<int64_t>(prompts.size());
   // Left padding, as generate_batch: every prompt's last token at column T - 1, pads never
   // attended, each row's positions its own; docked rows shifted by the padding.
@@ -188,7 +187,6 @@ std::vector<std::vector<Hypothesis>> beam_search_batch(models::Decoder& dec,
     in.tokens = Tensor::from_vector<int64_t>({static_cast<int64_t>(feed.size()), 1}, feed);
     in.state = &state;
   }
-  dec.train(was_training);
   std::vector<std::vector<Hypothesis>> out;
   for (Search& s : searches) {
     std::stable_sort(s.done.begin(), s.done.end(),

@@ -27,6 +27,7 @@ std::vector<int64_t> ChatSession::turn(const Prompt& turn, const GenerateOptions
                                        const std::function<void(int64_t)>& on_token) {
   MLM_CHECK(turn.size() > 0 || !pending_.empty() || state_.length() > 0, ValueError,
             "[chat] the first turn is empty");
+  MLM_CHECK(options.max_new_tokens >= 1, ValueError, "[chat] a reply needs max_new_tokens >= 1");
   // One position stays for the reply's first token to be read with the next turn.
   MLM_CHECK(turn.size() + 1 < room(), ValueError, "[chat] the turn has ", turn.size(),
             " tokens and the conversation has room for ", std::max<int64_t>(room() - 2, 0),
@@ -38,7 +39,8 @@ std::vector<int64_t> ChatSession::turn(const Prompt& turn, const GenerateOptions
     if (!s.encoder.empty()) encoder_read_ += static_cast<int64_t>(s.ids.size()) + 1;
   GenerateOptions o = options;
   // The reply's ids after the first are fed one by one; the last stays pending.
-  o.max_new_tokens = std::min(o.max_new_tokens, room() - prepared.size() + 1);
+  o.max_new_tokens =
+      std::min(o.max_new_tokens, state_.capacity() - state_.length() - prepared.size() + 1);
   const int64_t before = state_.length();
   std::vector<int64_t> reply = continue_generation(decoder_, state_, prepared, o, on_token);
   decoder_read_ += state_.length() - before;

@@ -94,8 +94,7 @@ std::vector<int64_t> decode(models::Decoder& dec, models::IncrementalState& stat
                             std::vector<int64_t>* context) {
   const int64_t limit = state.capacity(), V = dec.config.vocab_size;
   NoGradGuard ng;
-  const bool was_training = dec.is_training();
-  dec.eval();
+  const nn::EvalModeGuard eval_mode(dec);
   std::vector<int64_t> feed = first.tokens, out;
   bool docked = first.docked();
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
@@ -123,7 +122,6 @@ std::vector<int64_t> decode(models::Decoder& dec, models::IncrementalState& stat
     if (is_stop(o, id) || (o.stop_when && o.stop_when(out))) break;
     feed = {id};
   }
-  dec.train(was_training);
   return out;
 }
 
@@ -168,8 +166,7 @@ std::vector<std::vector<int64_t>> generate_batch(models::Decoder& dec,
             " tokens) and ", o.max_new_tokens, " new ones exceed the decoder's ", limit,
             " positions (batched generation does not slide)");
   NoGradGuard ng;
-  const bool was_training = dec.is_training();
-  dec.eval();
+  const nn::EvalModeGuard eval_mode(dec);
   // Left padding: every row's last prompt token is at column T - 1. Pads are never attended
   // as keys, and each row's positions count its own tokens from 0, so a row sees exactly what
   // it would alone.
@@ -216,7 +213,6 @@ std::vector<std::vector<int64_t>> generate_batch(models::Decoder& dec,
     in.tokens = Tensor::from_vector<int64_t>({B, 1}, next);  // finished rows: ignored filler
     in.state = &state;
   }
-  dec.train(was_training);
   return out;
 }
 

@@ -37,8 +37,7 @@ DecoderPrompt prepare_prompt(models::Model& model, const Prompt& prompt, int64_t
   std::vector<Tensor> features;
   int64_t offset = 0;
   NoGradGuard ng;
-  const bool was_training = metalm->is_training();
-  metalm->eval();
+  const nn::EvalModeGuard eval_mode(*metalm);
   // One batch per encoder: its segments as rows [<s>] + ids, right-padded.
   std::vector<std::string> names;
   for (const Segment& s : prompt.segments)
@@ -67,7 +66,6 @@ DecoderPrompt prepare_prompt(models::Model& model, const Prompt& prompt, int64_t
     const models::SpanInputs sp = models::make_span_inputs(name, rows, Tensor(), bos_id, pad);
     features.push_back(metalm->span_features(sp));
   }
-  metalm->train(was_training);
   // Rows in prompt order (owner gives each docked position its row of the concat).
   std::vector<int64_t> order;
   for (size_t t = 0; t < owner.size(); ++t)

@@ -34,8 +34,7 @@ std::vector<CandidateScore> score_candidates(models::Decoder& dec,
     std::copy(c.begin(), c.end(), tokens.begin() + b * T + C);
   }
   NoGradGuard ng;
-  const bool was_training = dec.is_training();
-  dec.eval();
+  const nn::EvalModeGuard eval_mode(dec);
   models::StackInputs in;
   in.tokens = Tensor::from_vector<int64_t>({B, T}, tokens);
   if (context.docked()) {  // the context's docked positions in every row, its vectors repeated
@@ -48,7 +47,6 @@ std::vector<CandidateScore> score_candidates(models::Decoder& dec,
                                                                 context.dock_features), 0);
   }
   const Tensor logits = dec.forward(in).logits.contiguous();  // [B, T, V]
-  dec.train(was_training);
   const float* lg = logits.data<float>();
   std::vector<CandidateScore> out(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) {

@@ -64,6 +64,13 @@ FinetuneBatches::FinetuneBatches(const data::Tokenizer& tok, std::vector<data::T
   MLM_CHECK(o_.tokens_per_sample >= 8 && o_.batch >= 1, ValueError,
             "[finetune] tokens_per_sample must be >= 8 and batch >= 1");
   o_.render.max_tokens = o_.tokens_per_sample;
+  // Every example through every form of its task once, so that a form or an example that cannot
+  // fit a row is an error now, not at whatever step first draws it.
+  for (size_t e = 0; e < examples_.size(); ++e) {
+    const data::TaskTemplates t = data::templates_of(templates_, examples_[e].task);
+    for (const std::string& f : t.templates) data::render_training_example(tok_, f, false, examples_[e], o_.render);
+    for (const std::string& f : t.turned) data::render_training_example(tok_, f, true, examples_[e], o_.render);
+  }
   current_ = order(0);
 }
 

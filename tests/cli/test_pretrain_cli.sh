@@ -182,8 +182,10 @@ echo '{"dogs_train": {"cluster": "animals", "templates": ["{input} dog?", "is th
 "$bin" finetune --model "$work/metalm" --task "$work/dogs_train.jsonl" --out "$work/ft-full" "${ft[@]}" \
   --steps 20 --decay constant --warmup 0 >/dev/null 2>&1
 cmp -s "$work/ft-half/model.safetensors" "$work/ft-full/model.safetensors" && ok || bad "finetune: resumed weights differ"
-expect_error "finetune --train encoder on a GPT" "has none" "$bin" finetune --model "$work/gpt" \
+expect_error "finetune --train encoder on a GPT" "lacks" "$bin" finetune --model "$work/gpt" \
   --task "$work/dogs_train.jsonl" --out "$work/ft-bad" --train encoder
+expect_error "finetune --train encoder --plain-input" "bypasses" "$bin" finetune --model "$work/metalm" \
+  --task "$work/dogs_train.jsonl" --out "$work/ft-bad" --train encoder --plain-input
 expect_error "finetune unknown cluster" "no task" "$bin" finetune --model "$work/gpt" \
   --task "$work/dogs_train.jsonl" --out "$work/ft-bad" --hold-out nothing
 expect_error "finetune into a run" "--resume" "$bin" finetune --model "$work/gpt" \

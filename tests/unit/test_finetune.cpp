@@ -106,6 +106,12 @@ TEST(Instructions, TemplatesFileIsChecked) {
                                       "{output}"));
   EXPECT_TRUE(throws_with<ValueError>([&] { data::read_templates(write(R"({"s": {"templat": []}})")); },
                                       "templates"));
+  EXPECT_TRUE(throws_with<ValueError>(
+      [&] { data::read_templates(write(R"({"s": {"turned": ["given {input} write {output}"]}})")); },
+      "asks for the input"));
+  EXPECT_TRUE(throws_with<ValueError>(
+      [&] { data::read_templates(write(R"({"s": {"templates": ["{input} is {output}"]}})")); },
+      "what is asked for"));
   fs::remove_all(dir);
 }
 

@@ -273,9 +273,23 @@ TEST_F(PromptTest, ChatReusesTheCacheAcrossTurns) {
   huge.plain(std::vector<int64_t>(300, enc("good")[0]));
   EXPECT_TRUE(throws_with<ValueError>([&] { chat.turn(huge, o); }, "reset"));
   EXPECT_EQ(chat.history(), history);
+  infer::GenerateOptions none = o;
+  none.max_new_tokens = 0;
+  EXPECT_TRUE(throws_with<ValueError>([&] { chat.turn(t2, none); }, "max_new_tokens"));
+  EXPECT_EQ(chat.history(), history);
   chat.reset();
   EXPECT_TRUE(chat.history().empty());
   EXPECT_EQ(chat.turn(t1, o), r1);  // a fresh start replies as the first time
+}
+
+// An error inside leaves the model in the mode it was in (a validation hook mid-training).
+TEST_F(PromptTest, ErrorsKeepTheModelsTrainingMode) {
+  auto m = metalm();
+  m->train();
+  infer::Prompt p;
+  p.docked({5, 6}, "nosuch");
+  EXPECT_TRUE(throws_with<ValueError>([&] { infer::prepare_prompt(*m, p, tok().bos_id()); }, "nosuch"));
+  EXPECT_TRUE(m->is_training());
 }
 
 TEST_F(PromptTest, ModelsWithoutEncodersRefuseDockedSegments) {

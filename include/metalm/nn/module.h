@@ -92,6 +92,20 @@ class Module {
   bool training_ = true;
 };
 
+// Eval mode for a scope: the module's previous mode comes back at the scope's end, also when an
+// exception leaves it (inference helpers called from a training loop).
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(Module& m) : m_(m), was_training_(m.is_training()) { m.eval(); }
+  ~EvalModeGuard() { m_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  Module& m_;
+  bool was_training_;
+};
+
 // The strict state-dict check, shared by load_state_dict and the direct loader: compares a
 // model's state (name -> tensor) with what a source offers (name -> shape). Returns "" when they
 // fit, else " mis-shaped: a (checkpoint [2], model [3]); missing: b; unexpected: c" (missing and

@@ -64,8 +64,7 @@ int run_chat(const ChatCliOptions& o) {
   g.stop_ids = {tok.eos_id()};
   if (sp.doc_end_id >= 0) g.stop_ids.push_back(sp.doc_end_id);
   if (!o.multiline && sp.line_end_id >= 0) g.stop_ids.push_back(sp.line_end_id);
-  for (const int64_t id : {sp.bos_id, sp.pad_id, sp.unk_id, sp.mask_id, sp.image_id, sp.image_end_id})
-    if (id >= 0) g.banned_ids.push_back(id);
+  g.banned_ids = infer::non_text_ids(tok);
   const bool tty = ::isatty(0) == 1 && ::isatty(1) == 1;
   if (tty)
     std::printf("metalm chat with %s (%s, %lld positions). /reset starts over, /exit or Ctrl-D "

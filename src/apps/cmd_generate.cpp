@@ -76,32 +76,18 @@ int run_generate(const GenerateCliOptions& o) {
   g.slide_keep = decoder->stack_config().max_positions / 2;
   g.stop_ids = {tok.eos_id()};
   if (o.stop_at_doc && tok.spec().doc_end_id >= 0) g.stop_ids.push_back(tok.spec().doc_end_id);
-  // Ids that never belong in generated text: the unknown piece (printed as ⁇) and the markers
-  // of other inputs.
   MLM_CHECK(o.stops.empty() || o.beam == 0, ValueError,
             "[generate] --stop works with greedy and sampled generation, not with --beam");
   for (const std::string& s : o.stops)
     MLM_CHECK(!s.empty(), ValueError, "[generate] --stop: an empty stop string");
   if (!o.stops.empty())
     g.stop_when = [&](const std::vector<int64_t>& ids) {
-      std::string text;  // </line> as the line break it prints as
-      std::vector<int32_t> run;
-      for (const int64_t id : ids) {
-        if (id != tok.spec().line_end_id) {
-          run.push_back(static_cast<int32_t>(id));
-          continue;
-        }
-        text += tok.decode(run) + "\n";
-        run.clear();
-      }
-      text += tok.decode(run);
+      const std::string text = infer::decode_lines(tok, ids);
       for (const std::string& s : o.stops)
         if (text.find(s) != std::string::npos) return true;
       return false;
     };
-  for (const int64_t id : {tok.spec().bos_id, tok.spec().pad_id, tok.spec().unk_id,
-                           tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id})
-    if (id >= 0) g.banned_ids.push_back(id);
+  g.banned_ids = infer::non_text_ids(tok);  // never in generated text (<unk> prints as ⁇)
   std::vector<int32_t> prompt_line;  // the prompt's ids after its last </line> (not <s>)
   for (size_t i = prompt.tokens.size(); i-- > 1 && prompt.tokens[i] != tok.spec().line_end_id;)
     prompt_line.insert(prompt_line.begin(), static_cast<int32_t>(prompt.tokens[i]));

@@ -66,6 +66,28 @@ std::vector<int64_t> encode_lines(const data::Tokenizer& tok, std::string_view t
   return ids;
 }
 
+std::string decode_lines(const Tokenizer& tok, const std::vector<int64_t>& ids) {
+  std::string text;
+  std::vector<int32_t> run;
+  for (const int64_t id : ids) {
+    if (id != tok.spec().line_end_id) {
+      run.push_back(static_cast<int32_t>(id));
+      continue;
+    }
+    text += tok.decode(run) + "\n";
+    run.clear();
+  }
+  return text + tok.decode(run);
+}
+
+std::vector<int64_t> non_text_ids(const Tokenizer& tok) {
+  const TokenizerSpec& s = tok.spec();
+  std::vector<int64_t> ids;
+  for (const int64_t id : {s.bos_id, s.pad_id, s.unk_id, s.mask_id, s.image_id, s.image_end_id})
+    if (id >= 0) ids.push_back(id);
+  return ids;
+}
+
 Prompt parse_prompt(const data::Tokenizer& tok, std::string_view markup,
                     const std::string& encoder, bool bos) {
   Prompt p;

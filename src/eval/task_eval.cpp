@@ -9,6 +9,7 @@
 #include "metalm/core/random.h"
 #include "metalm/data/tokenizer.h"
 #include "metalm/eval/metrics.h"
+#include "text_util.h"
 #include "metalm/infer/beam.h"
 #include "metalm/infer/generate.h"
 #include "metalm/infer/score.h"
@@ -45,38 +46,20 @@ std::pair<double, double> bootstrap_interval(
 
 namespace {
 
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t\n\r");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\n\r") - b + 1);
-}
+std::string trim(const std::string& s) { return std::string(strip(s)); }
 
 // Generated ids to text up to </s> or </doc> (a pretrained LM ends text with </doc>): </line>
 // as a line break, control tokens dropped, trimmed; with single_line, only the first line (the
 // answers hold no line break, and an LM goes on writing after one).
 std::string answer_text(const data::Tokenizer& tok, const std::vector<int64_t>& ids,
                         bool single_line) {
-  std::string text;
-  std::vector<int32_t> run;
+  std::vector<int64_t> kept;
   for (const int64_t id : ids) {
     if (id == tok.eos_id() || id == tok.spec().doc_end_id) break;
-    if (id == tok.spec().line_end_id) {
-      if (single_line) break;
-      text += tok.decode(run) + "\n";
-      run.clear();
-    } else {
-      run.push_back(static_cast<int32_t>(id));
-    }
+    if (single_line && id == tok.spec().line_end_id) break;
+    kept.push_back(id);
   }
-  return trim(text + tok.decode(run));
-}
-
-std::vector<int64_t> banned_ids(const data::Tokenizer& tok) {
-  std::vector<int64_t> ids;
-  for (const int64_t id : {tok.spec().bos_id, tok.spec().pad_id, tok.spec().unk_id,
-                           tok.spec().mask_id, tok.spec().image_id, tok.spec().image_end_id})
-    if (id >= 0) ids.push_back(id);
-  return ids;
+  return trim(data::decode_lines(tok, kept));
 }
 
 // `shots` distinct demonstrations for example `i`, none with the example's input.
@@ -244,7 +227,7 @@ TaskEvalResult evaluate_task(models::Model& model, const data::Tokenizer& tok,
       b.length_penalty = o.length_penalty;
       b.max_new_tokens = o.max_new_tokens;
       b.eos_id = tok.eos_id();
-      b.banned_ids = banned_ids(tok);
+      b.banned_ids = data::non_text_ids(tok);
       const auto hyps = infer::beam_search(dec, dp, b);
       res.predictions.push_back(hyps.empty() ? "" : answer_text(tok, hyps[0].tokens, single_line));
     } else {
@@ -253,7 +236,7 @@ TaskEvalResult evaluate_task(models::Model& model, const data::Tokenizer& tok,
       g.stop_ids = {tok.eos_id()};
       for (const int64_t id : {tok.spec().doc_end_id, single_line ? tok.spec().line_end_id : -1})
         if (id >= 0) g.stop_ids.push_back(id);
-      g.banned_ids = banned_ids(tok);
+      g.banned_ids = data::non_text_ids(tok);
       res.predictions.push_back(answer_text(tok, infer::generate(dec, dp, g), single_line));
     }
     if (progress) progress(static_cast<int64_t>(i) + 1, res.examples);

@@ -42,6 +42,13 @@ struct Prompt {
 // (the corpus pipeline's form; a trailing unfinished line gets none).
 std::vector<int64_t> encode_lines(const data::Tokenizer& tok, std::string_view text);
 
+// The inverse: ids to text, </line> as a line break (each line's pieces decoded together so
+// spaces follow SentencePiece's rules).
+std::string decode_lines(const Tokenizer& tok, const std::vector<int64_t>& ids);
+// The ids generated text never holds: <s>, <pad>, <unk> (printed as ⁇), <mask>, <image>,
+// </image> (those the tokenizer has). Decoding bans them.
+std::vector<int64_t> non_text_ids(const Tokenizer& tok);
+
 // The markup to a prompt, docked segments through `encoder`. With `bos`, the prompt starts with
 // <s> (a document's start, as in pretraining). Unbalanced braces are an error naming the offset.
 Prompt parse_prompt(const data::Tokenizer& tok, std::string_view markup,

@@ -19,8 +19,10 @@ class Model;
 namespace metalm::infer {
 
 // The token-level forms, under the names the task layer uses.
+using data::decode_lines;
 using data::encode_lines;
 using data::few_shot_prompt;
+using data::non_text_ids;
 using data::parse_prompt;
 using data::parse_prompt_json;
 using data::Prompt;

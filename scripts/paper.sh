@@ -130,7 +130,7 @@ else
   pretrained="the main job's (\`$base\`: MetaLM and a GPT of the same decoder, the same data, steps and seed)"
 fi
 command="bash scripts/paper.sh$([ "$quick" = 1 ] && echo " --quick")"
-target=docs/results.md
+target=docs/results.md; mkdir -p docs
 [ "$quick" = 1 ] && target="$out/results.md"
 /usr/bin/python3 scripts/paper_table.py "$results" --command "$command" --seconds "$seconds" \
   --ft-steps "$ft_steps" --n-eval "$n_eval" --pretrained "$pretrained" --host "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores" \

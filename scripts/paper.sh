@@ -130,8 +130,9 @@ else
   pretrained="the main job's (\`$base\`: MetaLM and a GPT of the same decoder, the same data, steps and seed)"
 fi
 command="bash scripts/paper.sh$([ "$quick" = 1 ] && echo " --quick")"
-target=docs/results.md; mkdir -p docs
+target=docs/results.md
 [ "$quick" = 1 ] && target="$out/results.md"
+mkdir -p "$(dirname "$target")"
 /usr/bin/python3 scripts/paper_table.py "$results" --command "$command" --seconds "$seconds" \
   --ft-steps "$ft_steps" --n-eval "$n_eval" --pretrained "$pretrained" --host "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores" \
   > "$target.tmp"

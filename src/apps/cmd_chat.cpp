@@ -51,8 +51,7 @@ std::string trim(const std::string& s) {
 int run_chat(const ChatCliOptions& o) {
   const data::Tokenizer tok = data::Tokenizer::load(o.model);
   std::unique_ptr<models::Model> model = models::load_model(o.model, o.common.seed);
-  model->compute = compute_mode(o.common);
-  model->eval();
+  prepare_for_inference(*model, o.common);
   infer::ChatSession chat(*model, tok.bos_id());
   const std::string encoder = infer::default_encoder(*model);
   infer::GenerateOptions g;
@@ -135,6 +134,7 @@ Command add_chat_command(CLI::App& app) {
       "Example: metalm chat --model runs/metalm --temperature 0.7");
   add_common(cmd, o->common);
   add_precision(cmd, o->common);
+  add_weights_dtype(cmd, o->common);
   cmd->add_option("--model", o->model, "model directory (config, weights, tokenizer)")->required();
   cmd->add_option("--system", o->system, "text read before the first turn");
   cmd->add_option("--user-prefix", o->user_prefix, "what each of your lines starts with")->capture_default_str();

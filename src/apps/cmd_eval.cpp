@@ -73,8 +73,7 @@ io::Json result_json(const eval::TaskEvalResult& r, const EvalCliOptions& o) {
 int run_eval(const EvalCliOptions& o) {
   const data::Tokenizer tok = data::Tokenizer::load(o.model);
   std::unique_ptr<models::Model> model = models::load_model(o.model, o.common.seed);
-  model->compute = compute_mode(o.common);
-  model->eval();
+  prepare_for_inference(*model, o.common);
   std::vector<data::TaskExample> examples = data::read_task_file(o.task);
   const std::vector<data::TaskExample> pool =
       o.demos.empty() ? examples : data::read_task_file(o.demos);
@@ -139,6 +138,7 @@ Command add_eval_command(CLI::App& app) {
       "           --demos data/tasks/sst/train.jsonl --shots 4 --template 'Review: {input} Sentiment:'");
   add_common(cmd, o->common);
   add_precision(cmd, o->common);
+  add_weights_dtype(cmd, o->common);
   cmd->add_option("--model", o->model, "model directory (config, weights, tokenizer)")->required();
   cmd->add_option("--task", o->task, "task JSONL file to score")->required()->check(CLI::ExistingFile);
   cmd->add_option("--demos", o->demos, "task JSONL file the demonstrations of --shots come from")->check(CLI::ExistingFile);

@@ -38,8 +38,7 @@ struct GenerateCliOptions {
 int run_generate(const GenerateCliOptions& o) {
   const data::Tokenizer tok = data::Tokenizer::load(o.model);
   std::unique_ptr<models::Model> model = models::load_model(o.model, o.common.seed);
-  model->compute = compute_mode(o.common);
-  model->eval();
+  prepare_for_inference(*model, o.common);
   models::Decoder* decoder = &infer::task_decoder(*model);
   MLM_CHECK(decoder->stack_config().vocab_size == tok.vocab_size(), ValueError, "[generate] ",
             o.model, ": the decoder has vocab_size ", decoder->stack_config().vocab_size,
@@ -142,6 +141,7 @@ Command add_generate_command(CLI::App& app) {
       "         metalm generate --model runs/metalm --prompt '{{In the beginning}} And God said'");
   add_common(cmd, o->common);
   add_precision(cmd, o->common);
+  add_weights_dtype(cmd, o->common);
   cmd->add_option("--model", o->model, "model directory (config, weights, tokenizer)")->required();
   cmd->add_option("--prompt", o->prompt, "text to continue (\\n for line breaks); with a MetaLM, {{text}} passes through its encoder")->capture_default_str();
   cmd->add_option("--prompt-json", o->prompt_json, "the prompt as a JSON file: [{\"text\": ...}, {\"text\": ..., \"dock\": true}, ...] (instead of --prompt)")->check(CLI::ExistingFile);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "metalm/models/model.h"
 #include "metalm/ops/matmul.h"
 #include "metalm/train/trainer.h"
 
@@ -15,6 +16,7 @@ struct CommonOptions {
   int threads = -1;  // -1: METALM_NUM_THREADS or all cores
   uint64_t seed = 1;
   std::string precision = "f32";
+  std::string weights_dtype = "f32";  // inference commands: f32 | bf16
 };
 
 // --threads and --seed.
@@ -23,6 +25,11 @@ void add_common(CLI::App* cmd, CommonOptions& o);
 void add_precision(CLI::App* cmd, CommonOptions& o);
 // The compute mode the options ask for.
 ops::ComputeMode compute_mode(const CommonOptions& o);
+// --weights-dtype (commands that only run a model: generate, eval, chat).
+void add_weights_dtype(CLI::App* cmd, CommonOptions& o);
+// A loaded model made ready to run: its compute mode from the options, its weights stored as
+// --weights-dtype asks, eval mode.
+void prepare_for_inference(models::Model& model, const CommonOptions& o);
 
 // The trainer's options, shared by pretrain and finetune (each sets its own defaults first).
 struct TrainingCliOptions {

@@ -44,4 +44,24 @@ Tensor Embedding::forward(const Tensor& ids) const {
   return ops::embedding(weight, ids, padding_idx);
 }
 
+int64_t store_weights(Module& m, DType dtype) {
+  MLM_CHECK(dtype == DType::f32 || dtype == DType::bf16, DTypeError,
+            "[store_weights] bf16 or f32, got ", dtype_name(dtype));
+  int64_t converted = 0;
+  auto convert = [&](const Tensor& w) {
+    if (!w.defined() || w.dtype() == dtype) return;
+    MLM_CHECK(w.dtype() == DType::f32 || w.dtype() == DType::bf16, DTypeError,
+              "[store_weights] weights must be f32 or bf16, got ", w.str());
+    Tensor handle = w;  // shares the TensorImpl
+    if (dtype == DType::bf16) handle.set_requires_grad(false);
+    convert_in_place(handle, dtype);
+    ++converted;
+  };
+  m.for_each_module([&](const std::string&, Module& sub) {
+    if (auto* l = dynamic_cast<Linear*>(&sub)) convert(l->weight);
+    if (auto* e = dynamic_cast<Embedding*>(&sub)) convert(e->weight);
+  });
+  return converted;
+}
+
 }  // namespace metalm::nn

@@ -192,14 +192,18 @@ void Module::to(DType dtype) {
   collect("", &all, &all);
   for (const auto& [name, t] : all) {
     if (!(t.dtype() == DType::f32 || t.dtype() == DType::f64) || t.dtype() == dtype) continue;
-    Tensor converted = t.detach().to(dtype).contiguous();
-    TensorImpl& im = t.impl();
-    im.storage = converted.impl().storage;
-    im.offset = converted.impl().offset;
-    im.strides = converted.impl().strides;
-    im.dtype = dtype;
-    im.grad.reset();
+    convert_in_place(t, dtype);
   }
+}
+
+void convert_in_place(const Tensor& t, DType dtype) {
+  Tensor converted = t.detach().to(dtype).contiguous();
+  TensorImpl& im = t.impl();
+  im.storage = converted.impl().storage;
+  im.offset = converted.impl().offset;
+  im.strides = converted.impl().strides;
+  im.dtype = dtype;
+  im.grad.reset();
 }
 
 void Module::train(bool on) {

@@ -185,7 +185,9 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
             " is out of range for ", v, " rows");
   Tensor index = as_index(ids, "embedding", "ids");
   check_in_range(index, ids.shape(), v, "embedding", "id");
-  return gather_impl("embedding", weight, index, padding_idx < 0 ? -1 : padding_idx);
+  Tensor rows = gather_impl("embedding", weight, index, padding_idx < 0 ? -1 : padding_idx);
+  // A table stored as bf16 (nn::store_weights) gives f32 rows: only the rows read are widened.
+  return weight.dtype() == DType::bf16 ? rows.to(DType::f32) : rows;
 }
 
 Tensor gather_rows(const Tensor& x, const Tensor& index_in) {

@@ -13,6 +13,7 @@
 #include "metalm/autograd/autograd.h"
 #include "metalm/ops/elementwise.h"
 #include "metalm/ops/reduce.h"
+#include "ops/bf16_weights.h"
 
 namespace metalm::ops {
 
@@ -271,13 +272,25 @@ Shape check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
             " does not match weight ", w.str());
   MLM_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), ShapeError,
             "[linear] bias ", b.str(), " does not match weight ", w.str());
-  MLM_CHECK(x.dtype() == w.dtype() && (!b.defined() || b.dtype() == w.dtype()), DTypeError,
-            "[linear] dtypes differ: ", x.str(), ", ", w.str(), ", ", b.str());
+  // A bf16 weight with f32 input and bias: a weight stored as bf16 (nn::store_weights).
+  const bool stored_bf16 = w.dtype() == DType::bf16 && x.dtype() == DType::f32;
+  MLM_CHECK((x.dtype() == w.dtype() || stored_bf16) && (!b.defined() || b.dtype() == x.dtype()),
+            DTypeError, "[linear] dtypes differ: ", x.str(), ", ", w.str(), ", ", b.str());
   MLM_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, DTypeError,
             "[linear] expected f32 or f64, got ", x.str());
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(w.size(0));
   return out_shape;
+}
+
+// Whether x's rows are few enough for the bf16-weight GEMV and one of the weights is stored as
+// bf16: then the fused bf16-precision forms below give way to separate linear() calls, which
+// take the GEMV (it reads the weight once, without rounding x).
+bool gemv_of_stored_bf16(const Tensor& x, const std::vector<Tensor>& weights) {
+  if (!x.defined() || x.dim() < 1 || x.size(-1) == 0) return false;
+  bool any = false;
+  for (const Tensor& w : weights) any = any || (w.defined() && w.dtype() == DType::bf16);
+  return any && x.numel() / x.size(-1) <= kMaxGemvRows;
 }
 
 }  // namespace
@@ -290,6 +303,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Shape out_shape = check_linear(x, w, b);
   // Rows counted explicitly: reshape({-1, in}) cannot infer them when in == 0.
   const int64_t rows = shape_numel(Shape(out_shape.begin(), out_shape.end() - 1));
+  if (w.dtype() == DType::bf16) return linear_bf16_weight(x, w, b, out_shape);
   if (x.dtype() != DType::f32 || use_reference()) {  // composite: the reference path
     Tensor y = matmul(x.reshape({rows, x.size(-1)}), w, false, true);
     if (b.defined()) y = add(y, b);
@@ -338,7 +352,7 @@ Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b,
   const Activation act = activation;
   const bool fuse = act != Activation::none && matmul_precision() == MatmulPrecision::bf16 &&
                     !use_reference() && x.defined() && x.dtype() == DType::f32 &&
-                    !autograd::any_requires_grad({x, w, b});
+                    !autograd::any_requires_grad({x, w, b}) && !gemv_of_stored_bf16(x, {w});
   if (!fuse) return ops::activation(linear(x, w, b), activation);
   const Shape out_shape = check_linear(x, w, b);
   const int64_t in = w.size(1), out = w.size(0);
@@ -358,7 +372,8 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, Activation activ
   const Activation act = activation;
   const bool fuse = act != Activation::none && matmul_precision() == MatmulPrecision::bf16 &&
                     !use_reference() && x.defined() && x.dtype() == DType::f32 &&
-                    !autograd::any_requires_grad({x, w1, b1, w2, b2});
+                    !autograd::any_requires_grad({x, w1, b1, w2, b2}) &&
+                    !gemv_of_stored_bf16(x, {w1, w2});
   auto composite = [&] { return linear(ops::activation(linear(x, w1, b1), activation), w2, b2); };
   if (!fuse) return composite();
   const Shape hidden_shape = check_linear(x, w1, b1);
@@ -389,7 +404,7 @@ std::vector<Tensor> linears(const Tensor& x, const std::vector<Tensor>& weights,
             " weights and ", biases.size(), " biases");
   std::vector<Tensor> out;
   const bool shared = matmul_precision() == MatmulPrecision::bf16 && !use_reference() &&
-                      x.defined() && x.dtype() == DType::f32;
+                      x.defined() && x.dtype() == DType::f32 && !gemv_of_stored_bf16(x, weights);
   if (!shared) {
     for (size_t i = 0; i < weights.size(); ++i) out.push_back(linear(x, weights[i], biases[i]));
     return out;

@@ -33,4 +33,13 @@ class Embedding : public Module {
   int64_t padding_idx;
 };
 
+// Stores the weight matrix of every Linear and Embedding under `m` as `dtype` in place (the
+// tensors keep their identity, so tied weights convert once): bf16 halves the bytes inference
+// streams per token, and the ops widen it to f32 as they read it (ops::linear, ops::embedding);
+// f32 converts back (exactly). Biases, norms and position tables other than Embeddings stay as
+// they are. bf16 weights are frozen (requires_grad off): for generation, scoring and
+// evaluation, not for training them (and stay frozen when converted back). Returns the number
+// of matrices converted.
+int64_t store_weights(Module& m, DType dtype);
+
 }  // namespace metalm::nn

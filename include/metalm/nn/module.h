@@ -92,6 +92,10 @@ class Module {
   bool training_ = true;
 };
 
+// Converts t's values to `dtype` in place: t keeps its identity (every handle sharing its
+// TensorImpl sees the new storage and dtype); an accumulated gradient is dropped.
+void convert_in_place(const Tensor& t, DType dtype);
+
 // Eval mode for a scope: the module's previous mode comes back at the scope's end, also when an
 // exception leaves it (inference helpers called from a training loop).
 class EvalModeGuard {

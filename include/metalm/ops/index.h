@@ -5,7 +5,8 @@
 namespace metalm::ops {
 
 // weight: [V, C], ids: i64 [...] -> [..., C]. Rows equal to padding_idx get no gradient
-// (padding_idx < 0: none). Out-of-range ids throw.
+// (padding_idx < 0: none). Out-of-range ids throw. A bf16 weight (stored so for inference,
+// nn::store_weights) gives f32 rows, widened exactly.
 Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx = -1);
 
 // x: [N, ...], index: i64 [M] -> [M, ...] (rows x[index[i]]; rows may repeat).

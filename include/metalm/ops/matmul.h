@@ -13,6 +13,11 @@ namespace metalm::ops {
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 
 // x: [..., in], w: [out, in], b: [out] or undefined -> [..., out]   (y = x w^T + b, D2)
+// x, w and b share a dtype, except that an f32 x and b may take a w stored as bf16 (for
+// inference: nn::store_weights): then y is the f32 product with w widened exactly, computed
+// for up to 8 rows by a GEMV that streams the bf16 weight once (half the bytes of f32), and
+// above by the f32 GEMM on a widened copy (or the bf16 GEMM under MatmulPrecision::bf16).
+// Such a w never requires grad; x and b may.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
 // linear(x, weights[i], biases[i]) for every i (a bias may be undefined): the q, k, v projections

@@ -9,8 +9,9 @@
 // _auto, the choice and its reason in the JSON). Prints one JSON line per case: median seconds
 // per step, tokens per step (the tokens of the model input: the decoder's, or the MLM encoder's),
 // model FLOPs (matmul only, training = 3x forward, as baselines.md counts them), and peak memory
-// (see time_and_report). The decode case: batch-1 greedy generation through the KV cache, with
-// the memory read bandwidth it is bound by.
+// (see time_and_report). The decode cases: greedy generation through the KV cache at batch 1 and
+// 8, with f32 weights and with weights stored as bf16, and the memory read bandwidth that bounds
+// them.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -32,6 +33,7 @@
 #include "metalm/models/factory.h"
 #include "metalm/models/metalm.h"
 #include "metalm/models/stack.h"
+#include "metalm/nn/layers.h"
 #include "metalm/nn/transformer.h"
 #include "metalm/ops/loss.h"
 #include "metalm/ops/matmul.h"
@@ -176,22 +178,40 @@ double read_bandwidth_gbs() {
   return best;
 }
 
-// Greedy decoding at batch 1 through the KV cache (infer::generate): the GPT case's model, a
-// 128-token prompt, 128 new tokens. "seconds": a whole call (the prompt read once, then 127
-// one-token steps); "prefill_seconds": a call that generates one token (the prompt's forward).
-// bench/combine.py turns them into the decode rate and its fraction of the bandwidth bound.
-void bench_gpt_decode(const std::string& name, int steps, const std::string& extra) {
+// Bytes of the parameters as stored (bf16 matrices after nn::store_weights: 2 a value): what a
+// decoding step streams, as every weight is read once a step.
+double parameter_bytes(const nn::Module& m) {
+  double bytes = 0;
+  for (const Tensor& p : m.parameters()) bytes += static_cast<double>(p.numel() * dtype_size(p.dtype()));
+  return bytes;
+}
+
+// Greedy decoding through the KV cache (infer::generate; infer::generate_batch for batch > 1):
+// the GPT case's model, `batch` 128-token prompts, 128 new tokens each; with `bf16_weights`,
+// its matrices stored as bf16 (nn::store_weights, as --weights-dtype bf16 does). "seconds": a
+// whole call (the prompts read once, then 127 one-token steps); "prefill_seconds": a call that
+// generates one token (the prompts' forward). bench/combine.py turns them into the decode rate
+// and its fraction of the bandwidth bound (batch x bandwidth / weight bytes a step).
+void bench_gpt_decode(const std::string& name, int steps, const std::string& extra,
+                      int64_t batch, bool bf16_weights) {
   constexpr int64_t kPrompt = 128, kNew = 128;
   Generator gen(1);
   models::Decoder model(gpt_config(), gen);
   model.eval();
+  if (bf16_weights) nn::store_weights(model, DType::bf16);
   Generator g(9);
-  std::vector<int64_t> prompt(kPrompt);
-  for (auto& x : prompt) x = g.randint(3, kVocab);
+  std::vector<std::vector<int64_t>> prompts(static_cast<size_t>(batch),
+                                            std::vector<int64_t>(kPrompt));
+  for (auto& prompt : prompts)
+    for (auto& x : prompt) x = g.randint(3, kVocab);
   infer::GenerateOptions o;  // greedy, no stop ids: always kNew tokens
-  auto decode = [&](int64_t n) {
+  auto decode = [&](int64_t n) {  // tokens out, over all rows
     o.max_new_tokens = n;
-    return infer::generate(model, prompt, o);
+    if (batch == 1) return static_cast<int64_t>(infer::generate(model, prompts[0], o).size());
+    int64_t total = 0;
+    for (const auto& row : infer::generate_batch(model, prompts, o))
+      total += static_cast<int64_t>(row.size());
+    return total;
   };
   decode(2);
   std::vector<double> prefill;
@@ -204,19 +224,20 @@ void bench_gpt_decode(const std::string& name, int steps, const std::string& ext
   std::vector<double> times;
   for (int i = 0; i < steps; ++i) {
     const auto a = std::chrono::steady_clock::now();
-    if (static_cast<int64_t>(decode(kNew).size()) != kNew) std::fprintf(stderr, "short decode\n");
+    if (decode(kNew) != batch * kNew) std::fprintf(stderr, "short decode\n");
     times.push_back(seconds_since(a));
   }
   std::sort(times.begin(), times.end());
   const double per_token = kLayers * 2.0 * (4.0 * kDim * kDim + 2.0 * kDim * kFfn) + 2.0 * kDim * kVocab;
-  const double weight_bytes = 4.0 * static_cast<double>(model.parameter_count());
   std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"prefill_seconds\": %.6e, \"tokens\": %lld, "
-              "\"flops\": %.6e, \"weight_bytes\": %.0f, \"bandwidth_gbs\": %.2f, \"precision\": \"%s\", "
+              "\"batch\": %lld, \"weights_dtype\": \"%s\", \"flops\": %.6e, "
+              "\"weight_bytes\": %.0f, \"bandwidth_gbs\": %.2f, \"precision\": \"%s\", "
               "\"threads\": %d%s}\n",
               name.c_str(), times[times.size() / 2], prefill[prefill.size() / 2],
-              static_cast<long long>(kNew), per_token * (kPrompt + kNew), weight_bytes,
-              read_bandwidth_gbs(), ops::matmul_precision_name(ops::matmul_precision()),
-              get_num_threads(), extra.c_str());
+              static_cast<long long>(batch * kNew), static_cast<long long>(batch),
+              bf16_weights ? "bf16" : "f32", per_token * static_cast<double>(batch * (kPrompt + kNew)),
+              parameter_bytes(model), read_bandwidth_gbs(),
+              ops::matmul_precision_name(ops::matmul_precision()), get_num_threads(), extra.c_str());
   std::fflush(stdout);
 }
 
@@ -395,7 +416,14 @@ int main(int argc, char** argv) {
       {"mlm_train_step_6L_d384_B8xT256", bench_mlm_train},
       {"metalm_train_step_6L_d384_B8xT256", bench_metalm_train},
       {"bert_encoder_forward_6L_d384_B8xT256", bench_bert_forward},
-      {"gpt_decode_b1_6L_d384_V8192_p128_n128", bench_gpt_decode}};
+      {"gpt_decode_b1_6L_d384_V8192_p128_n128",
+       [](const std::string& n, int s, const std::string& e) { bench_gpt_decode(n, s, e, 1, false); }},
+      {"gpt_decode_b1_bf16weights_6L_d384_V8192_p128_n128",
+       [](const std::string& n, int s, const std::string& e) { bench_gpt_decode(n, s, e, 1, true); }},
+      {"gpt_decode_b8_6L_d384_V8192_p128_n128",
+       [](const std::string& n, int s, const std::string& e) { bench_gpt_decode(n, s, e, 8, false); }},
+      {"gpt_decode_b8_bf16weights_6L_d384_V8192_p128_n128",
+       [](const std::string& n, int s, const std::string& e) { bench_gpt_decode(n, s, e, 8, true); }}};
   for (const auto& [base, run] : cases) {
     const std::string name = base + suffix;
     if (filter.empty() || name.find(filter) != std::string::npos) run(name, steps, extra);

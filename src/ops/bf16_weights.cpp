@@ -1,13 +1,15 @@
 // linear() with a weight stored as bf16 (nn::store_weights): half the bytes to stream, widened to
 // f32 in registers. Decoding reads every weight once per token for one or a few rows, so there
-// the product is a hand-written GEMV that widens each 16-element chunk of a weight row as it
-// arrives and multiplies it into every input row at once (the weight is read once per call,
+// the product is a hand-written GEMV that widens each register-sized chunk of a weight row as
+// it arrives and multiplies it into every input row at once (the weight is read once per call,
 // whatever the row count up to kMaxGemvRows); the arithmetic is f32. Above that (a prompt's
 // forward) the weight is widened into a temporary once and the f32 GEMM runs, or, under
 // MatmulPrecision::bf16, the bf16 GEMM takes it as it is.
 #include "ops/bf16_weights.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "metalm/autograd/autograd.h"
 #include "metalm/ops/elementwise.h"
@@ -20,84 +22,122 @@ namespace {
 
 using attn::kVecBytes;
 constexpr int64_t kLanes = kVecBytes / 4;  // f32 lanes of one register
+constexpr int64_t kChunk = 2 * kLanes;     // bf16 weights of one register
 typedef float VF __attribute__((vector_size(kVecBytes)));
-typedef uint32_t VU32 __attribute__((vector_size(kVecBytes)));
-typedef uint16_t VU16 __attribute__((vector_size(kVecBytes / 2)));
+typedef uint32_t VU __attribute__((vector_size(kVecBytes)));
 
-// kLanes bf16 values from p, exactly as f32 (a bf16 is the upper half of an f32).
-inline VF widen(const uint16_t* p) {
-  VU16 h;
-  std::memcpy(&h, p, sizeof h);
-  const VU32 u = __builtin_convertvector(h, VU32) << 16;
+inline VF as_floats(VU u) {
   VF f;
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
 
+// The sum of v's lanes: halves added until one register of 4 remains (shuffles, not a lane
+// loop: this runs once an output and row).
 inline float lane_sum(VF v) {
-  float s = 0;
-  for (int64_t i = 0; i < kLanes; ++i) s += v[i];
-  return s;
+  typedef float V4 __attribute__((vector_size(16)));
+#if defined(__AVX512F__)
+  typedef float V8 __attribute__((vector_size(32)));
+  const V8 h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+               __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+  const VF h = v;
+#endif
+  const V4 q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+  return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
-// y[r, o] = bias[o] + sum_i x[r, i] w[o, i] for r < R and the O outputs from o: R x O
-// accumulators in registers; each chunk of the O weight rows is loaded and widened once.
+// The widening: one register of kChunk bf16 weights, read as kLanes 32-bit words, holds the
+// even elements in the low halves and the odd ones in the high halves; a bf16 is the upper
+// half of its f32, so `word << 16` is the even elements exactly and `word & 0xffff0000` the odd
+// ones: two integer ops a register (a zero-extending unpack would need a shuffle and a shift
+// per half register). The input rows are permuted to match once per call (permute_rows): per
+// chunk, its even elements, then its odd ones.
+void permute_rows(int64_t rows, int64_t in, const float* x, float* xp) {
+  const int64_t whole = in / kChunk * kChunk;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < whole; c += kChunk)
+      for (int64_t k = 0; k < kLanes; ++k) {
+        xp[r * whole + c + k] = x[r * in + c + 2 * k];
+        xp[r * whole + c + kLanes + k] = x[r * in + c + 2 * k + 1];
+      }
+}
+
+// y[r, o + j] = bias + sum_i x[r, i] w[o + j, i] for r < R, j < O: 2 R O accumulators (even and
+// odd elements apart, so that enough independent FMA chains hide the FMA latency) in registers;
+// each chunk of the O weight rows is loaded and widened once for all R rows.
 template <int R, int O>
-inline void gemv_tile(int64_t o, int64_t in, const float* x, int64_t ldx, const uint16_t* w,
+inline void gemv_tile(int64_t o, int64_t in, const float* x, const float* xp, const uint16_t* w,
                       const float* bias, float* y, int64_t ldy) {
-  VF acc[O][R];
+  const int64_t whole = in / kChunk * kChunk;
+  VF even[O][R], odd[O][R];
 #pragma GCC unroll 8
   for (int j = 0; j < O; ++j)
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[j][r] = VF{};
-  const int64_t whole = in / kLanes * kLanes;
-  for (int64_t i = 0; i < whole; i += kLanes) {
-    VF wv[O];
+    for (int r = 0; r < R; ++r) even[j][r] = odd[j][r] = VF{};
+  for (int64_t c = 0; c < whole; c += kChunk) {
+    VF lo[O], hi[O];
 #pragma GCC unroll 8
-    for (int j = 0; j < O; ++j) wv[j] = widen(w + (o + j) * in + i);
+    for (int j = 0; j < O; ++j) {
+      VU u;
+      std::memcpy(&u, w + (o + j) * in + c, sizeof u);
+      lo[j] = as_floats(u << 16);
+      hi[j] = as_floats(u & 0xffff0000u);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      VF xv;
-      std::memcpy(&xv, x + r * ldx + i, sizeof xv);
+      VF xe, xo;
+      std::memcpy(&xe, xp + r * whole + c, sizeof xe);
+      std::memcpy(&xo, xp + r * whole + c + kLanes, sizeof xo);
 #pragma GCC unroll 8
-      for (int j = 0; j < O; ++j) acc[j][r] += xv * wv[j];
+      for (int j = 0; j < O; ++j) {
+        even[j][r] += xe * lo[j];
+        odd[j][r] += xo * hi[j];
+      }
     }
   }
   for (int j = 0; j < O; ++j) {
     const uint16_t* wr = w + (o + j) * in;
     for (int r = 0; r < R; ++r) {
-      float s = lane_sum(acc[j][r]);
-      for (int64_t i = whole; i < in; ++i) s += x[r * ldx + i] * bf16_to_f32(bf16{wr[i]});
+      float s = lane_sum(even[j][r] + odd[j][r]);
+      for (int64_t i = whole; i < in; ++i) s += x[r * in + i] * bf16_to_f32(bf16{wr[i]});
       y[r * ldy + o + j] = s + (bias ? bias[o + j] : 0.f);
     }
   }
 }
 
+// Outputs a tile: 8 to 16 accumulators whatever the row count.
+constexpr int outputs_per_tile(int rows) { return rows == 1 ? 4 : rows <= 4 ? 2 : 1; }
+
 template <int R>
-void gemv_rows(int64_t out, int64_t in, const float* x, const uint16_t* w, const float* bias,
-               float* y) {
-  constexpr int64_t kBlock = 16;  // outputs per work item (a multiple of the tile's 2)
+void gemv_rows(int64_t out, int64_t in, const float* x, const float* xp, const uint16_t* w,
+               const float* bias, float* y) {
+  constexpr int O = outputs_per_tile(R);
+  constexpr int64_t kBlock = 16;  // outputs per work item (a multiple of O)
   const int64_t blocks = (out + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (out * in >= (1 << 15))
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t end = std::min(out, (blk + 1) * kBlock);
     int64_t o = blk * kBlock;
-    for (; o + 2 <= end; o += 2) gemv_tile<R, 2>(o, in, x, in, w, bias, y, out);
-    if (o < end) gemv_tile<R, 1>(o, in, x, in, w, bias, y, out);
+    for (; o + O <= end; o += O) gemv_tile<R, O>(o, in, x, xp, w, bias, y, out);
+    for (; o < end; ++o) gemv_tile<R, 1>(o, in, x, xp, w, bias, y, out);
   }
 }
 
 void gemv(int64_t rows, int64_t out, int64_t in, const float* x, const uint16_t* w,
           const float* bias, float* y) {
+  std::vector<float> permuted(static_cast<size_t>(rows * (in / kChunk * kChunk)));
+  permute_rows(rows, in, x, permuted.data());
+  const float* xp = permuted.data();
   switch (rows) {
-    case 1: return gemv_rows<1>(out, in, x, w, bias, y);
-    case 2: return gemv_rows<2>(out, in, x, w, bias, y);
-    case 3: return gemv_rows<3>(out, in, x, w, bias, y);
-    case 4: return gemv_rows<4>(out, in, x, w, bias, y);
-    case 5: return gemv_rows<5>(out, in, x, w, bias, y);
-    case 6: return gemv_rows<6>(out, in, x, w, bias, y);
-    case 7: return gemv_rows<7>(out, in, x, w, bias, y);
-    case 8: return gemv_rows<8>(out, in, x, w, bias, y);
+    case 1: return gemv_rows<1>(out, in, x, xp, w, bias, y);
+    case 2: return gemv_rows<2>(out, in, x, xp, w, bias, y);
+    case 3: return gemv_rows<3>(out, in, x, xp, w, bias, y);
+    case 4: return gemv_rows<4>(out, in, x, xp, w, bias, y);
+    case 5: return gemv_rows<5>(out, in, x, xp, w, bias, y);
+    case 6: return gemv_rows<6>(out, in, x, xp, w, bias, y);
+    case 7: return gemv_rows<7>(out, in, x, xp, w, bias, y);
+    case 8: return gemv_rows<8>(out, in, x, xp, w, bias, y);
     default: MLM_CHECK(false, Error, "[linear] bf16-weight GEMV of ", rows, " rows");
   }
 }

@@ -77,25 +77,47 @@ def model_row(name, ours, theirs, peak_of):
     if "draw_seconds" in m[0]:
         row["metalm_draw_seconds"] = m[0]["draw_seconds"]
     if "prefill_seconds" in m[0]:  # decoding: the one-token steps after the prompt's forward
-        def decode_rate(r):
-            return (r["tokens"] - 1) / (r["seconds"] - r["prefill_seconds"])
-        row["metalm_decode_tokens_per_s"] = round(statistics.median(decode_rate(r) for r in m), 1)
-        row["metalm_prefill_seconds"] = round(statistics.median(r["prefill_seconds"] for r in m), 5)
-        if "weight_bytes" in m[0]:
-            bw = max(r["bandwidth_gbs"] for r in m)
-            row["bandwidth_gbs"] = bw
-            row["bandwidth_bound_tokens_per_s"] = round(bw * 1e9 / m[0]["weight_bytes"], 1)
-            row["bandwidth_fraction"] = round(row["metalm_decode_tokens_per_s"] /
-                                              row["bandwidth_bound_tokens_per_s"], 3)
-        if b:
-            row["baseline_decode_tokens_per_s"] = round(statistics.median(decode_rate(r) for r in b), 1)
-            row["decode_ratio"] = round(row["metalm_decode_tokens_per_s"] /
-                                        row["baseline_decode_tokens_per_s"], 3)
+        row.update(decode_fields(m, b))
+        # Against the other decode cases of the run: bf16-stored weights vs f32 ones (same
+        # batch and precision), batch 8 vs batch 1 (same weights and precision).
+        for key, other in (("vs_f32_weights", name.replace("_bf16weights", "")),
+                           ("vs_batch1", name.replace("_b8_", "_b1_"))):
+            if other != name and other in ours:
+                row[key] = round(row["metalm_decode_tokens_per_s"] /
+                                 decode_fields(ours[other], [])["metalm_decode_tokens_per_s"], 3)
     if name.endswith("_bf16"):  # also against PyTorch's fp32 run of the same case
         b32 = theirs.get(name[: -len("_bf16")])
         if b32:
             row["ratio_vs_baseline_f32"] = round(
                 x / statistics.median(r["tokens"] / r["seconds"] for r in b32), 3)
+    return row
+
+
+def decode_fields(m, b):
+    """Decode rate (tokens after each row's first, over the time after the prompts' forward),
+    its bandwidth bound (every weight read once a step, for all `batch` rows), the prefill time,
+    and the same for the baseline when it ran the case."""
+    def decode_rate(r):
+        batch = r.get("batch", 1)
+        return (r["tokens"] - batch) / (r["seconds"] - r["prefill_seconds"])
+    row = {"metalm_decode_tokens_per_s": round(statistics.median(decode_rate(r) for r in m), 1),
+           "metalm_prefill_seconds": round(statistics.median(r["prefill_seconds"] for r in m), 5),
+           "batch": m[0].get("batch", 1), "weights_dtype": m[0].get("weights_dtype", "f32")}
+    if "weight_bytes" in m[0]:
+        bw = max(r["bandwidth_gbs"] for r in m)
+        row["weight_bytes"] = m[0]["weight_bytes"]
+        row["bandwidth_gbs"] = bw
+        row["bandwidth_bound_tokens_per_s"] = round(row["batch"] * bw * 1e9 / m[0]["weight_bytes"], 1)
+        row["bandwidth_fraction"] = round(row["metalm_decode_tokens_per_s"] /
+                                          row["bandwidth_bound_tokens_per_s"], 3)
+        row["weight_gbs"] = round(row["metalm_decode_tokens_per_s"] / row["batch"] *
+                                  m[0]["weight_bytes"] / 1e9, 2)
+    if b:
+        row["baseline_decode_tokens_per_s"] = round(statistics.median(decode_rate(r) for r in b), 1)
+        row["decode_ratio"] = round(row["metalm_decode_tokens_per_s"] /
+                                    row["baseline_decode_tokens_per_s"], 3)
+        row["baseline_prefill_seconds"] = round(statistics.median(r["prefill_seconds"] for r in b), 5)
+        row["prefill_ratio"] = round(row["baseline_prefill_seconds"] / row["metalm_prefill_seconds"], 3)
     return row
 
 

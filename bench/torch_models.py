@@ -76,7 +76,7 @@ class Model(nn.Module):
         return x @ self.tok.weight.t() if lm_head else x
 
 
-PROMPT, NEW = 128, 128  # the decode case: batch 1, a 128-token prompt, 128 tokens generated
+PROMPT, NEW = 128, 128  # the decode cases: 128-token prompts (1 or 8), 128 tokens generated each
 
 
 def block_step(blk, x, cache, start):
@@ -96,8 +96,10 @@ def block_step(blk, x, cache, start):
 
 
 def greedy_decode(gpt, prompt, new):
-    """Greedy continuation of prompt [1, P] by `new` tokens through the KV cache."""
-    caches = [(torch.empty(1, H, T, D // H), torch.empty(1, H, T, D // H)) for _ in gpt.blocks]
+    """Greedy continuation of prompts [B, P] by `new` tokens through the KV cache."""
+    batch = prompt.size(0)
+    caches = [(torch.empty(batch, H, T, D // H), torch.empty(batch, H, T, D // H))
+              for _ in gpt.blocks]
     out, feed, start = [], prompt, 0
     for _ in range(new):
         x = gpt.tok(feed) + gpt.pos.weight[start:start + feed.size(1)]
@@ -106,7 +108,7 @@ def greedy_decode(gpt, prompt, new):
         logits = gpt.ln(x[:, -1:]) @ gpt.tok.weight.t()
         start += feed.size(1)
         feed = logits.argmax(-1)
-        out.append(int(feed))
+        out.append(feed[:, 0].tolist())
     return out
 
 
@@ -207,11 +209,13 @@ def main():
             opt.zero_grad(set_to_none=True)
         run(name, train_step, 3 * flops_per_token(True) * B * T, steps)
         del gpt, opt
-    name = "gpt_decode_b1_6L_d384_V8192_p128_n128" + suffix
-    if not flt or flt in name:
+    for batch in (1, 8):  # bench_models.cpp's decode cases with f32 weights
+        name = f"gpt_decode_b{batch}_6L_d384_V8192_p128_n128" + suffix
+        if flt and flt not in name:
+            continue
         torch.manual_seed(1)
         gpt = Model(causal=True).eval()
-        prompt = torch.randint(3, V, (1, PROMPT))
+        prompt = torch.randint(3, V, (batch, PROMPT))
 
         def decode(n):
             with torch.no_grad(), autocast():
@@ -224,8 +228,8 @@ def main():
             prefill.append(time.perf_counter() - a)
         prefill.sort()
         per_token = (L * 2.0 * (4 * D * D + 2 * D * FFN) + 2.0 * D * V)
-        run(name, lambda: decode(NEW), per_token * (PROMPT + NEW), steps,
-            {"tokens": NEW, "prefill_seconds": prefill[len(prefill) // 2]})
+        run(name, lambda: decode(NEW), per_token * batch * (PROMPT + NEW), steps,
+            {"tokens": batch * NEW, "batch": batch, "prefill_seconds": prefill[len(prefill) // 2]})
         del gpt
     name = "mlm_train_step_6L_d384_B8xT256" + suffix
     if not flt or flt in name:

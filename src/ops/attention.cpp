@@ -48,8 +48,11 @@ using attn::tile_gemm;
 constexpr int64_t kBlockQ = 64;  // query rows per tile
 constexpr int64_t kBlockK = 64;  // keys per tile (also the row stride of score tiles)
 // Below this many multiply-adds (B H Tq Tk D, an upper bound) one thread does the whole op:
-// about 0.1 ms of work, where waking the pool would cost more than it saves.
-constexpr int64_t kParallelMacs = int64_t{1} << 23;
+// waking the pool costs a few microseconds. Measured on decoding steps (one query row, where a
+// task's fixed costs dominate its multiply-adds): batch 8 x 6 heads x 200 keys x 64 (614K)
+// took 236 us on one thread and did not split at the earlier bound of 2^23; a batch-1 step
+// (77K) takes 18 us and stays on one thread.
+constexpr int64_t kParallelMacs = int64_t{1} << 18;
 
 // Whether to use the thread pool: enough tasks and work, and not already inside a parallel
 // region (DESIGN D6: never nest).
@@ -284,6 +287,39 @@ struct BiasRows {
 // With dropout, each row's probabilities are dropped after their (undropped) sum is taken.
 // bf16 (f32 only, with prepacked tiles): the two products take bf16 operands (q scaled, k, v and
 // the probabilities rounded to bf16) with f32 accumulation; the softmax stays f32.
+// s[j] = qr . k(b, h, j0 + j) for j < nk: one query row's scores (decoding) against the key rows
+// in place. For f32, one vector accumulator a key, its lanes summed by shuffles (attn::lane_sum);
+// otherwise, and for a head width that is not a whole number of vectors, the plain loop.
+template <typename T>
+void decode_scores(const T* qr, const Rows<const T>& k, int64_t b, int64_t h, int64_t j0,
+                   int64_t nk, int64_t D, T* s) {
+  if constexpr (std::is_same_v<T, float>) {
+    using V = attn::VecOf<float>::type;
+    constexpr int64_t W = kVec<float>;
+    if (D % W == 0) {
+      for (int64_t j = 0; j < nk; ++j) {
+        const float* kr = k.row(b, h, j0 + j);
+        V acc = {};
+        for (int64_t d = 0; d < D; d += W) {
+          V qv, kv;
+          std::memcpy(&qv, qr + d, sizeof qv);
+          std::memcpy(&kv, kr + d, sizeof kv);
+          acc += qv * kv;
+        }
+        s[j] = attn::lane_sum(acc);
+      }
+      return;
+    }
+  }
+  for (int64_t j = 0; j < nk; ++j) {
+    const T* kr = k.row(b, h, j0 + j);
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t d = 0; d < D; ++d) acc += qr[d] * kr[d];
+    s[j] = acc;
+  }
+}
+
 template <typename T>
 void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<const T>& v,
                   const BiasRows<T>& bias, const MaskSpec& mask, const DropoutSpec& drop,
@@ -365,15 +401,8 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
         const T* kt = kt_all + (bh * plan.nkb + kb) * tile_kt;
         tile_gemm<T>(nq, kBlockK, D, qs, Dp, 1, kt, kBlockK, s, kBlockK, false);
       } else if (nq <= 2) {
-        for (int64_t r = 0; r < nq; ++r)
-          for (int64_t j = 0; j < nk; ++j) {
-            const T* kr = k.row(b, h, j0 + j);
-            const T* qr = qs + r * Dp;
-            T acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t d = 0; d < D; ++d) acc += qr[d] * kr[d];
-            s[r * kBlockK + j] = acc;
-          }
+        for (int64_t r = 0; r < nq; ++r) decode_scores(qs + r * Dp, k, b, h, j0, nk, D,
+                                                       s + r * kBlockK);
       } else {
         load_transposed(k, b, h, j0, nk, D, kt_tile, kBlockK);
         tile_gemm<T>(nq, kBlockK, D, qs, Dp, 1, kt_tile, kBlockK, s, kBlockK, false);
@@ -410,6 +439,18 @@ void fast_forward(const Rows<const T>& q, const Rows<const T>& k, const Rows<con
         round_to_bf16(s, p16, nq * kBlockK);
         tile_gemm_bf16(nq, Dp, kBlockK, p16, kBlockK, v16_all + (bh * plan.nkb + kb) * tile16,
                        2 * Dp, o, Dp, true);
+        continue;
+      }
+      if (!prepack && nq <= 2) {  // decoding: the value rows as they are, no tile copy
+        for (int64_t r = 0; r < nq; ++r) {
+          T* orow = o + r * Dp;
+          for (int64_t j = 0; j < nk; ++j) {
+            const T p = s[r * kBlockK + j];
+            const T* vr = v.row(b, h, j0 + j);
+#pragma omp simd
+            for (int64_t d = 0; d < D; ++d) orow[d] += p * vr[d];
+          }
+        }
         continue;
       }
       const T* vt = v_all + (bh * plan.nkb + kb) * tile_v;

@@ -33,6 +33,22 @@ struct VecOf {
   typedef T type __attribute__((vector_size(kVecBytes)));
 };
 
+// The sum of an f32 register's lanes: halves added until one of 4 remains (shuffles: GCC 12
+// turns a lane loop, or an `omp simd` reduction's epilogue, into a chain of dependent scalar
+// adds through memory).
+inline float lane_sum(VecOf<float>::type v) {
+  typedef float V4 __attribute__((vector_size(16)));
+#if defined(__AVX512F__)
+  typedef float V8 __attribute__((vector_size(32)));
+  const V8 h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+               __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+  const VecOf<float>::type h = v;
+#endif
+  const V4 q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
 // c: [R, NV * kVec] (row stride ldc) = or += a: [R, K] . b: [K, NV * kVec] (row stride ldb).
 // a(r, k) = a[r * a_rs + k * a_cs]: one scalar is broadcast at a time, so a may be transposed.
 // The R x NV accumulators stay in registers across the whole k loop.

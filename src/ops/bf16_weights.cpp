@@ -21,6 +21,7 @@ namespace metalm::ops {
 namespace {
 
 using attn::kVecBytes;
+using attn::lane_sum;
 constexpr int64_t kLanes = kVecBytes / 4;  // f32 lanes of one register
 constexpr int64_t kChunk = 2 * kLanes;     // bf16 weights of one register
 typedef float VF __attribute__((vector_size(kVecBytes)));
@@ -30,21 +31,6 @@ inline VF as_floats(VU u) {
   VF f;
   std::memcpy(&f, &u, sizeof f);
   return f;
-}
-
-// The sum of v's lanes: halves added until one register of 4 remains (shuffles, not a lane
-// loop: this runs once an output and row).
-inline float lane_sum(VF v) {
-  typedef float V4 __attribute__((vector_size(16)));
-#if defined(__AVX512F__)
-  typedef float V8 __attribute__((vector_size(32)));
-  const V8 h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-               __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-#else
-  const VF h = v;
-#endif
-  const V4 q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
-  return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
 // The widening: one register of kChunk bf16 weights, read as kLanes 32-bit words, holds the
@@ -63,18 +49,23 @@ void permute_rows(int64_t rows, int64_t in, const float* x, float* xp) {
       }
 }
 
-// y[r, o + j] = bias + sum_i x[r, i] w[o + j, i] for r < R, j < O: 2 R O accumulators (even and
-// odd elements apart, so that enough independent FMA chains hide the FMA latency) in registers;
-// each chunk of the O weight rows is loaded and widened once for all R rows.
+// y[r, o + j] = bias + sum_i x[r, i] w[o + j, i] for r < R, j < O, in registers: each chunk of
+// the O weight rows is loaded and widened once for all R rows. At least 8 independent FMA chains
+// hide the FMA latency: one accumulator per (row, output) when there are 8 of them, else the even
+// and odd elements in two.
 template <int R, int O>
 inline void gemv_tile(int64_t o, int64_t in, const float* x, const float* xp, const uint16_t* w,
                       const float* bias, float* y, int64_t ldy) {
+  constexpr bool kSplit = R * O < 8;
+  constexpr int kParts = kSplit ? 2 : 1;
   const int64_t whole = in / kChunk * kChunk;
-  VF even[O][R], odd[O][R];
+  VF acc[O][R][kParts];
 #pragma GCC unroll 8
   for (int j = 0; j < O; ++j)
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) even[j][r] = odd[j][r] = VF{};
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < kParts; ++p) acc[j][r][p] = VF{};
   for (int64_t c = 0; c < whole; c += kChunk) {
     VF lo[O], hi[O];
 #pragma GCC unroll 8
@@ -91,23 +82,23 @@ inline void gemv_tile(int64_t o, int64_t in, const float* x, const float* xp, co
       std::memcpy(&xo, xp + r * whole + c + kLanes, sizeof xo);
 #pragma GCC unroll 8
       for (int j = 0; j < O; ++j) {
-        even[j][r] += xe * lo[j];
-        odd[j][r] += xo * hi[j];
+        acc[j][r][0] += xe * lo[j];
+        acc[j][r][kParts - 1] += xo * hi[j];
       }
     }
   }
   for (int j = 0; j < O; ++j) {
     const uint16_t* wr = w + (o + j) * in;
     for (int r = 0; r < R; ++r) {
-      float s = lane_sum(even[j][r] + odd[j][r]);
+      float s = lane_sum(kSplit ? acc[j][r][0] + acc[j][r][kParts - 1] : acc[j][r][0]);
       for (int64_t i = whole; i < in; ++i) s += x[r * in + i] * bf16_to_f32(bf16{wr[i]});
       y[r * ldy + o + j] = s + (bias ? bias[o + j] : 0.f);
     }
   }
 }
 
-// Outputs a tile: 8 to 16 accumulators whatever the row count.
-constexpr int outputs_per_tile(int rows) { return rows == 1 ? 4 : rows <= 4 ? 2 : 1; }
+// Outputs a tile: 4 for one or two rows, else 2 (8 to 16 accumulators, x loaded once for 2).
+constexpr int outputs_per_tile(int rows) { return rows <= 2 ? 4 : 2; }
 
 template <int R>
 void gemv_rows(int64_t out, int64_t in, const float* x, const float* xp, const uint16_t* w,

@@ -75,7 +75,12 @@ for run in gpt metalm; do
   head -c 7 "$work/g1" | grep -q "^the dog" && ok || bad "generate $run: output does not start with the prompt: $(head -c 80 "$work/g1")"
   [ "$(wc -c < "$work/g1")" -gt 9 ] && ok || bad "generate $run: nothing generated"
   cmp -s "$work/g1" "$work/g2" && ok || bad "generate $run: greedy differs between runs"
+  # Weights stored as bf16 (the numbers move by the rounding: no equality with f32 asked).
+  "$bin" generate --model "$work/$run" --prompt "the dog" --max-new-tokens 12 --temperature 0 \
+    --weights-dtype bf16 --threads 1 > "$work/g16" 2>"$work/gerr" && head -c 7 "$work/g16" | grep -q "^the dog" \
+    && [ "$(wc -c < "$work/g16")" -gt 9 ] && ok || bad "generate --weights-dtype bf16 $run: $(cat "$work/gerr" "$work/g16")"
 done
+expect_error "generate --weights-dtype f16" "weights-dtype" "$bin" generate --model "$work/gpt" --prompt "the" --weights-dtype f16
 "$bin" generate --model "$work/gpt" --prompt "the" --samples 3 --temperature 1 --threads 1 > "$work/g3" 2>&1 \
   && [ "$(grep -c '^--- sample' "$work/g3")" -eq 3 ] && ok || bad "generate --samples 3: $(head -c 300 "$work/g3")"
 "$bin" generate --model "$work/gpt" --prompt "the dog" --beam 3 --length-penalty 0.6 --no-repeat-ngram 2 \
@@ -131,6 +136,9 @@ for run in gpt metalm; do
     --metrics em f1 bleu4 rouge_l cider_d --threads 1 > "$work/eg" 2>"$work/eerr" && ok || bad "eval generation $run: $(cat "$work/eerr")"
   [ "$(grep -c '^  \(em\|f1\|bleu4\|rouge_l\|cider_d\) ' "$work/eg")" -eq 5 ] && ok || bad "eval generation $run: $(cat "$work/eg")"
 done
+"$bin" eval --model "$work/metalm" --task "$work/dogs_test.jsonl" --template "{input} dog?" --weights-dtype bf16 \
+  --json --threads 1 > "$work/e16" 2>"$work/eerr" && grep -q '"accuracy":' "$work/e16" && ok \
+  || bad "eval --weights-dtype bf16: $(cat "$work/eerr" "$work/e16")"
 expect_error "eval --shots without --demos" "needs --demos" "$bin" eval --model "$work/gpt" --task "$work/dogs_test.jsonl" --shots 2
 expect_error "eval unknown metric" "metrics" "$bin" eval --model "$work/gpt" --task "$work/dogs_test.jsonl" --metrics bleu5
 expect_error "eval missing task file" "nope.jsonl" "$bin" eval --model "$work/gpt" --task "$work/nope.jsonl"

@@ -158,6 +158,26 @@ r1=$(sed -n 1p "$work/c1"); r3=$(grep -v '^(' "$work/c1" | sed -n 3p)
 [ "$r1" = "$r3" ] && ok || bad "chat: the first reply after /reset differs ('$r1' vs '$r3')"
 "$bin" chat --model "$work/metalm" --temperature 0 --max-new-tokens 6 --threads 1 < "$work/chatin" > "$work/c2" 2>&1
 cmp -s "$work/c1" "$work/c2" && ok || bad "chat: greedy differs between runs"
+# chat on a real terminal (a pseudo-terminal from util-linux `script`): the banner, libedit's
+# line editing (a typo erased with Backspace) and history (Up twice recalls the first line past
+# /reset) give the replies the pipe gives to the same text (sampled: each turn draws from its
+# own seed, so the two replies differ and their order is checked too). The input waits in the
+# terminal's buffer until libedit reads it; the feeder ends once the session has read /exit.
+chat_args="--model '$work/metalm' --temperature 1 --max-new-tokens 8 --multiline --threads 1"
+printf 'the cat\n/reset\nthe cat\n/exit\n' | eval "'$bin' chat $chat_args" > "$work/cp" 2>&1
+ptyin="the cax"$'\x7f'"t\n/reset\n"$'\x1b[A\x1b[A'"\n/exit\n"
+timeout 60 script -qfec "'$bin' chat $chat_args" /dev/null > "$work/pty" 2>&1 < <(
+  printf '%b' "$ptyin"
+  for _ in $(seq 600); do grep -q '^> /exit' "$work/pty" 2>/dev/null && break; sleep 0.1; done)
+tr -d '\r' < "$work/pty" > "$work/pty1"
+# The replies as the pipe prints them: from the banner on, without prompt lines and labels.
+awk '/^metalm chat with /{on=1; next} on && !/^> /{sub(/^Assistant: /, ""); print}' "$work/pty1" \
+  > "$work/pty2"
+grep -q '^> the cat$' "$work/pty1" && [ "$(grep -c '^> .*the cat$' "$work/pty1")" -eq 2 ] && ok \
+  || bad "chat on a terminal: the edited line or the recalled one is not 'the cat': $(cat -A "$work/pty1" | head -c 600)"
+[ -s "$work/cp" ] && cmp -s "$work/cp" "$work/pty2" && ok \
+  || bad "chat on a terminal: replies differ from the pipe's: $(cat -A "$work/pty2" | head -c 400) vs $(cat -A "$work/cp" | head -c 400)"
+grep -q '^metalm chat with ' "$work/pty1" && ok || bad "chat on a terminal: no banner: $(head -c 300 "$work/pty1")"
 "$bin" chat --model "$work/gpt" --temperature 0.8 --max-new-tokens 6 --threads 1 < "$work/chatin" > "$work/c3" 2>&1 \
   && grep -q '^(error: .*has none' "$work/c3" && ok || bad "chat gpt: $(cat "$work/c3")"
 expect_error "chat without a model" "nope" "$bin" chat --model "$work/nope"

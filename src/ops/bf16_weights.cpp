@@ -8,6 +8,7 @@
 #include "ops/bf16_weights.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <vector>
 
@@ -39,6 +40,8 @@ inline VF as_floats(VU u) {
 // ones: two integer ops a register (a zero-extending unpack would need a shuffle and a shift
 // per half register). The input rows are permuted to match once per call (permute_rows): per
 // chunk, its even elements, then its odd ones.
+static_assert(std::endian::native == std::endian::little,
+              "the widening reads element 2k in the low half of word k");
 void permute_rows(int64_t rows, int64_t in, const float* x, float* xp) {
   const int64_t whole = in / kChunk * kChunk;
   for (int64_t r = 0; r < rows; ++r)

@@ -178,19 +178,12 @@ double read_bandwidth_gbs() {
   return best;
 }
 
-// Bytes of the parameters as stored (bf16 matrices after nn::store_weights: 2 a value): what a
-// decoding step streams, as every weight is read once a step.
-double parameter_bytes(const nn::Module& m) {
-  double bytes = 0;
-  for (const Tensor& p : m.parameters()) bytes += static_cast<double>(p.numel() * dtype_size(p.dtype()));
-  return bytes;
-}
-
 // Greedy decoding through the KV cache (infer::generate; infer::generate_batch for batch > 1):
 // the GPT case's model, `batch` 128-token prompts, 128 new tokens each; with `bf16_weights`,
 // its matrices stored as bf16 (nn::store_weights, as --weights-dtype bf16 does). "seconds": a
 // whole call (the prompts read once, then 127 one-token steps); "prefill_seconds": a call that
-// generates one token (the prompts' forward). bench/combine.py turns them into the decode rate
+// generates one token (the prompts' forward); "weight_bytes": the model's state as stored (bf16
+// matrices 2 bytes a value), which every step reads once. bench/combine.py turns them into the decode rate
 // and its fraction of the bandwidth bound (batch x bandwidth / weight bytes a step).
 void bench_gpt_decode(const std::string& name, int steps, const std::string& extra,
                       int64_t batch, bool bf16_weights) {
@@ -236,7 +229,7 @@ void bench_gpt_decode(const std::string& name, int steps, const std::string& ext
               name.c_str(), times[times.size() / 2], prefill[prefill.size() / 2],
               static_cast<long long>(batch * kNew), static_cast<long long>(batch),
               bf16_weights ? "bf16" : "f32", per_token * static_cast<double>(batch * (kPrompt + kNew)),
-              parameter_bytes(model), read_bandwidth_gbs(),
+              static_cast<double>(model.state_bytes()), read_bandwidth_gbs(),
               ops::matmul_precision_name(ops::matmul_precision()), get_num_threads(), extra.c_str());
   std::fflush(stdout);
 }

@@ -422,13 +422,9 @@ Tensor RelativePositionBias::forward(int64_t qlen, int64_t klen, int64_t step) c
   MLM_CHECK(qlen >= 0 && klen >= 0 && step >= 0, ValueError,
             "[relative_position_bias] qlen, klen and step must be >= 0, got ", qlen, ", ", klen,
             ", ", step);
-  if (qlen == 0 || klen == 0)
-    return Tensor::zeros({1, num_heads, qlen, klen},
-                         relative_attention_bias->weight.dtype() == DType::bf16
-                             ? DType::f32
-                             : relative_attention_bias->weight.dtype());
   const Tensor& stored = relative_attention_bias->weight;  // bf16 after nn::store_weights
   const Tensor table = stored.dtype() == DType::bf16 ? stored.to(DType::f32) : stored;
+  if (qlen == 0 || klen == 0) return Tensor::zeros({1, num_heads, qlen, klen}, table.dtype());
   MLM_CHECK(table.dtype() == DType::f32 || table.dtype() == DType::f64, DTypeError,
             "[relative_position_bias] table must be f32 or f64, got ", table.str());
   return bias_lookup(table, diagonal_buckets(qlen, klen, step, num_buckets, max_distance), qlen,

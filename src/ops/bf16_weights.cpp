@@ -3,8 +3,8 @@
 // the product is a hand-written GEMV that widens each register-sized chunk of a weight row as
 // it arrives and multiplies it into every input row at once (the weight is read once per call,
 // whatever the row count up to kMaxGemvRows); the arithmetic is f32. Above that (a prompt's
-// forward) the weight is widened into a temporary once and the f32 GEMM runs, or, under
-// MatmulPrecision::bf16, the bf16 GEMM takes it as it is.
+// forward), and whenever a gradient is wanted, linear() runs on a widened copy, except that
+// under MatmulPrecision::bf16 the bf16 GEMM takes the weight as it is.
 #include "ops/bf16_weights.h"
 
 #include <algorithm>
@@ -13,9 +13,7 @@
 #include <vector>
 
 #include "metalm/autograd/autograd.h"
-#include "metalm/ops/elementwise.h"
 #include "metalm/ops/matmul.h"
-#include "metalm/ops/reduce.h"
 #include "ops/attention_kernels.h"
 
 namespace metalm::ops {
@@ -136,9 +134,6 @@ void gemv(int64_t rows, int64_t out, int64_t in, const float* x, const uint16_t*
   }
 }
 
-// The f32 copy of a contiguous bf16 matrix (exact), outside autograd.
-Tensor widened(const Tensor& w) { return w.detach().to(DType::f32); }
-
 }  // namespace
 
 Tensor linear_bf16_weight(const Tensor& x, const Tensor& w, const Tensor& b,
@@ -147,52 +142,27 @@ Tensor linear_bf16_weight(const Tensor& x, const Tensor& w, const Tensor& b,
             "[linear] a bf16-stored weight is for inference and cannot require grad");
   const int64_t in = w.size(1), out = w.size(0);
   const int64_t rows = shape_numel(Shape(out_shape.begin(), out_shape.end() - 1));
-  if (use_reference()) {  // the plain path on the exact f32 values
-    Tensor y = matmul(x.reshape({rows, in}), widened(w), false, true);
-    if (b.defined()) y = add(y, b);
-    return y.reshape(out_shape);
+  const bool inference = !autograd::any_requires_grad({x, b}) && !use_reference();
+  if (!inference || rows == 0 ||
+      (rows > kMaxGemvRows && matmul_precision() == MatmulPrecision::f32)) {
+    // linear() itself on the exact f32 copy: its reference path, its backward (gradients reach
+    // x and the bias: an encoder trained under a bf16-stored decoder, say), its f32 GEMM.
+    return linear(x, w.detach().to(DType::f32), b);
   }
   Tensor x2 = x.detach().reshape({rows, in}).contiguous();
   Tensor wc = w.detach().contiguous();
   Tensor bc = b.defined() ? b.detach().contiguous() : Tensor();
   const float* bp = bc.defined() ? bc.data<float>() : nullptr;
   Tensor y = Tensor::empty({rows, out}, DType::f32);
-  float* yp = y.data<float>();
-  if (rows == 0) {
-  } else if (rows <= kMaxGemvRows) {
+  if (rows <= kMaxGemvRows) {
     gemv(rows, out, in, x2.data<float>(), reinterpret_cast<const uint16_t*>(wc.data<bf16>()), bp,
-         yp);
-  } else if (matmul_precision() == MatmulPrecision::bf16) {
+         y.data<float>());
+  } else {  // MatmulPrecision::bf16: the bf16 GEMM takes the weight as it is stored
     const Tensor xb = x2.to(DType::bf16);
-    gemm_bf16(false, true, rows, out, in, xb.data<bf16>(), in, wc.data<bf16>(), in, 0.f, yp, out,
-              bp);
-  } else {
-    float beta = 0.f;
-    if (bp) {
-#pragma omp parallel for schedule(static) if (rows * out > (1 << 16))
-      for (int64_t r = 0; r < rows; ++r) std::copy(bp, bp + out, yp + r * out);
-      beta = 1.f;
-    }
-    const Tensor wf = widened(wc);
-    sgemm(false, true, rows, out, in, 1.f, x2.data<float>(), in, wf.data<float>(), in, beta, yp,
-          out);
+    gemm_bf16(false, true, rows, out, in, xb.data<bf16>(), in, wc.data<bf16>(), in, 0.f,
+              y.data<float>(), out, bp);
   }
-  // Gradients reach x and the bias (an encoder trained under a bf16-stored decoder, say).
-  return autograd::record(
-      "linear", y.reshape(out_shape), {x, w, b},
-      [wc, rows, in, out, x_shape = x.shape()](const Tensor& g_in, const std::vector<bool>& needs) {
-        Tensor g = g_in.reshape({rows, out}).contiguous();
-        Tensor gx, gb;
-        if (needs[0]) {
-          const Tensor wf = widened(wc);
-          gx = Tensor::empty({rows, in}, DType::f32);
-          sgemm(false, false, rows, in, out, 1.f, g.data<float>(), out, wf.data<float>(), in, 0.f,
-                gx.data<float>(), in);
-          gx = gx.reshape(x_shape);
-        }
-        if (needs[2]) gb = sum(g, {0});
-        return std::vector<Tensor>{gx, Tensor(), gb};
-      });
+  return y.reshape(out_shape);
 }
 
 }  // namespace metalm::ops
